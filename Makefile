@@ -1,0 +1,40 @@
+# make demo: create .venv (Python >= 3.12) if missing, install the project, run every model's comparison.
+# make test: same bootstrap, then the whole test suite.
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test venv clean
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml constraints.txt
+	@if [ ! -x $(PY) ]; then \
+	  found=""; \
+	  for p in python3.12 python3.13 python3.14 python3 \
+	           $$HOME/.pyenv/versions/3.12*/bin/python3 $$HOME/.pyenv/versions/3.13*/bin/python3 \
+	           /usr/local/bin/python3.12 /usr/local/bin/python3.13 /usr/bin/python3.12 /usr/bin/python3.13; do \
+	    if [ -x "$$(command -v $$p 2>/dev/null)" ] && \
+	       $$p -c 'import sys, venv; sys.exit(sys.version_info < (3, 12))' >/dev/null 2>&1; then \
+	      found=$$p; break; \
+	    fi; \
+	  done; \
+	  if [ -z "$$found" ]; then \
+	    echo "error: no Python >= 3.12 found (tried python3.12, python3.13, python3 and pyenv versions); install one and retry" >&2; \
+	    exit 1; \
+	  fi; \
+	  echo "creating $(VENV) with $$found ($$($$found --version))"; \
+	  $$found -m venv $(VENV); \
+	fi
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -c constraints.txt -e '.[test]'
+	@touch $(STAMP)
+
+demo: $(STAMP)
+	$(VENV)/bin/zoo compare normal poisson --out runs
+
+test: $(STAMP)
+	$(PY) -m pytest -q
+
+clean:
+	rm -rf $(VENV) runs

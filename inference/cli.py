@@ -1,0 +1,147 @@
+"""The ``zoo`` command: the same comparison on the built-in examples or on a CSV file.
+
+Bad input (unknown names, unreadable files, impossible values) is reported in one line on stderr with exit status 2,
+before any estimator runs; nothing is written unless every run finished.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import warnings
+
+__all__ = ["main"]
+
+
+class UsageError(ValueError):
+    """Bad command-line input: one line, exit status 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line, no usage dump
+        raise UsageError(message)
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="zoo", description="Compare MLE, MAP, EM, VI and NUTS on one PyMC model.")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub.required = True
+    sub.add_parser("list", help="name the models, their description and options")
+    c = sub.add_parser("compare", help="run estimators side by side on one or more models")
+    c.add_argument("models", nargs="+", metavar="MODEL", help="model names (see zoo list)")
+    c.add_argument("--estimators", default=None,
+                   help="comma-separated estimators (default: mle,map,em,map_em,advi,fullrank_advi,nuts)")
+    c.add_argument("--data", default=None, help="CSV file with the observations (default: the built-in example)")
+    c.add_argument("--column", default=None, help="CSV column holding the observations")
+    c.add_argument("--k", type=int, default=None, help="number of mixture components")
+    c.add_argument("--seed", type=int, default=0, help="seed of the estimators' randomness (default 0)")
+    c.add_argument("--json", default=None, metavar="PATH", help="write every run's results as JSON")
+    c.add_argument("--out", default=None, metavar="DIR", help="write figures (and the JSON if --json is not given)")
+    c.add_argument("--quiet", action="store_true", help="no progress bars or per-start lines")
+    return p
+
+
+def main(argv=None) -> int:
+    try:
+        return _main(sys.argv[1:] if argv is None else list(argv))
+    except UsageError as exc:
+        print(f"zoo: error: {exc}", file=sys.stderr)
+        return 2
+    except ValueError as exc:  # input checks in models/ and inference/ raise ValueError naming the argument
+        print(f"zoo: error: {str(exc).splitlines()[0] if str(exc) else exc!r}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("zoo: interrupted", file=sys.stderr)
+        return 130
+
+
+def _main(argv) -> int:
+    args = _parser().parse_args(argv)
+    if args.command == "list":
+        return _list()
+    return _compare(args)
+
+
+def _list() -> int:
+    import models
+
+    for name, mod in models.MODELS.items():
+        print(f"{name:18s} {mod.DESCRIPTION}")
+        print(f"{'':18s} options: {mod.OPTIONS}")
+    return 0
+
+
+def _plan(args):
+    """Validate everything and build every model before any estimator runs."""
+    import models
+    from models._common import read_csv
+
+    from .compare import parse_estimators
+
+    estimators = parse_estimators(args.estimators)
+    if args.seed < 0:
+        raise UsageError(f"--seed: expected a non-negative integer, got {args.seed}")
+    if len(set(args.models)) != len(args.models):
+        raise UsageError("MODEL: a model is named twice")
+    modules = [models.get(name) for name in args.models]
+    frame = read_csv(args.data) if args.data is not None else None
+    given = {opt: getattr(args, opt) for opt in ("column", "k") if getattr(args, opt, None) is not None}
+    plans = []
+    for mod in modules:
+        allowed = mod.CSV_OPTIONS if frame is not None else mod.EXAMPLE_OPTIONS
+        for opt in given:
+            if opt not in allowed:
+                where = "with --data" if frame is not None else "without --data"
+                raise UsageError(f"--{opt}: the {mod.NAME} model takes no --{opt} {where}")
+        kwargs = {opt: given[opt] for opt in allowed if opt in given}
+        if frame is not None:
+            example = mod.from_frame(frame, source=os.path.basename(args.data), **kwargs)
+        else:
+            example = mod.example(**kwargs)
+        model = mod.build(example.data, **example.build_kwargs)
+        plans.append((mod, example, model))
+    for path, what in ((args.json, "--json"), (args.out, "--out")):
+        if path is not None:
+            parent = os.path.dirname(os.path.abspath(path)) if what == "--json" else os.path.abspath(path)
+            probe = parent
+            while not os.path.exists(probe):
+                probe = os.path.dirname(probe)
+            if not os.path.isdir(probe) or not os.access(probe, os.W_OK):
+                raise UsageError(f"{what}: cannot write under {path}")
+    return estimators, plans
+
+
+def _compare(args) -> int:
+    estimators, plans = _plan(args)
+    from .compare import compare
+    from .report import run_record, write_outputs
+
+    runs = []
+    for mod, example, model in plans:
+        title = f"== {mod.NAME} ({_options_text(model)}; n = {example.n}, data: {example.source})"
+        print(title, flush=True)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)
+            comparison = compare(model, estimators, truth=example.truth, seed=args.seed, progress=not args.quiet)
+        print(comparison.table(), flush=True)
+        print(flush=True)
+        runs.append((mod, example, model, comparison))
+    records = [run_record(mod, example, model, comparison) for mod, example, model, comparison in runs]
+    written = write_outputs(runs, records, json_path=args.json, out_dir=args.out)
+    for path in written:
+        print(f"wrote {path}")
+    return 0
+
+
+def _options_text(model) -> str:
+    from .hooks import hooks_for
+
+    hooks = hooks_for(model)
+    if hooks is None or not hooks.options:
+        return "default options"
+    return ", ".join(f"{k}={v}" for k, v in hooks.options.items())
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())

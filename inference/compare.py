@@ -1,0 +1,198 @@
+"""Run several estimators on one ``pm.Model`` and lay their answers side by side."""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, field
+from functools import partial
+
+import numpy as np
+import pandas as pd
+
+from .em import em
+from .hooks import hooks_for
+from .mcmc import nuts
+from .optimize import map_estimate, mle
+from .result import Result, flat_labels
+from .starts import as_generator
+from .vi import advi, fullrank_advi
+
+__all__ = ["ESTIMATORS", "DEFAULT_ESTIMATORS", "compare", "Comparison", "run_estimator", "parse_estimators"]
+
+ESTIMATORS = {
+    "mle": mle,
+    "map": map_estimate,
+    "em": partial(em, prior=False),
+    "map_em": partial(em, prior=True),
+    "advi": advi,
+    "fullrank_advi": fullrank_advi,
+    "nuts": nuts,
+}
+DEFAULT_ESTIMATORS = tuple(ESTIMATORS)
+_PROGRESS = {"em", "map_em", "advi", "fullrank_advi", "nuts"}
+
+
+def parse_estimators(estimators) -> list[str]:
+    """A list of known estimator names from a list or a comma-separated string; ValueError otherwise."""
+    if estimators is None:
+        return list(DEFAULT_ESTIMATORS)
+    names = [e.strip() for e in estimators.split(",")] if isinstance(estimators, str) else list(estimators)
+    names = [n for n in names if n]
+    if not names:
+        raise ValueError(f"estimators: expected one or more of {', '.join(ESTIMATORS)}, got none")
+    unknown = [n for n in names if n not in ESTIMATORS]
+    if unknown:
+        raise ValueError(f"estimators: unknown estimator {unknown[0]!r}; expected some of {', '.join(ESTIMATORS)}")
+    if len(set(names)) != len(names):
+        raise ValueError("estimators: an estimator is named twice")
+    return names
+
+
+def run_estimator(name: str, model, *, seed=None, progress: bool = False, **kwargs) -> Result:
+    """Run the estimator called ``name`` (one of ``ESTIMATORS``)."""
+    parse_estimators([name])
+    if name in _PROGRESS:
+        kwargs.setdefault("progress", progress)
+    return ESTIMATORS[name](model, seed=seed, **kwargs)
+
+
+@dataclass
+class Comparison:
+    """Every estimator's result on one model, with the truth when the data were simulated."""
+
+    results: dict
+    errors: dict = field(default_factory=dict)
+    truth: dict | None = None
+    order: list = field(default_factory=list)
+
+    def _truth_value(self, name, idx):
+        if not self.truth or name not in self.truth:
+            return np.nan
+        return float(np.asarray(self.truth[name], dtype=float)[idx])
+
+    def tidy(self) -> pd.DataFrame:
+        """One row per (estimator, scalar parameter): estimate, sd, truth."""
+        rows = []
+        for est in self.order:
+            res = self.results.get(est)
+            if res is None:
+                continue
+            for name, value in res.params.items():
+                for label, idx in flat_labels(name, value.shape):
+                    rows.append({"estimator": est, "parameter": label, "variable": name,
+                                 "estimate": float(value[idx]), "sd": float(res.sd[name][idx]),
+                                 "truth": self._truth_value(name, idx)})
+        return pd.DataFrame(rows, columns=["estimator", "parameter", "variable", "estimate", "sd", "truth"])
+
+    def summary(self) -> pd.DataFrame:
+        """One row per estimator: observed-data log-likelihood at its point, iterations, convergence, seconds."""
+        rows = []
+        for est in self.order:
+            res = self.results.get(est)
+            if res is None:
+                rows.append({"estimator": est, "loglik": np.nan, "n_iter": np.nan, "converged": False,
+                             "compile_s": np.nan, "run_s": np.nan, "error": self.errors.get(est, "")})
+                continue
+            rows.append({"estimator": est, "loglik": res.loglik, "n_iter": res.n_iter, "converged": res.converged,
+                         "compile_s": res.time_compile, "run_s": res.time_run, "error": ""})
+        return pd.DataFrame(rows).set_index("estimator")
+
+    def wide(self, digits: int = 4) -> pd.DataFrame:
+        """Rows are parameters; columns the truth and each estimator's ``estimate ± sd``."""
+        tidy = self.tidy()
+        if tidy.empty:
+            return pd.DataFrame()
+        labels = list(dict.fromkeys(tidy["parameter"]))
+        table = pd.DataFrame(index=pd.Index(labels, name="parameter"))
+        if self.truth:
+            truth = tidy.drop_duplicates("parameter").set_index("parameter")["truth"]
+            table["truth"] = [_fmt(truth[lab], np.nan, digits) if np.isfinite(truth[lab]) else "" for lab in labels]
+        for est in self.order:
+            sub = tidy[tidy["estimator"] == est].set_index("parameter")
+            table[est] = [_fmt(sub.loc[lab, "estimate"], sub.loc[lab, "sd"], digits) if lab in sub.index else ""
+                          for lab in labels]
+        return table
+
+    def table(self, digits: int = 4) -> str:
+        """The printable side-by-side view: the parameter table, then the per-estimator summary."""
+        parts = [self.wide(digits).to_string()]
+        summary = self.summary()
+        show = summary.drop(columns="error")
+        show["loglik"] = show["loglik"].map(lambda v: f"{v:.6f}" if np.isfinite(v) else "")
+        for col in ("compile_s", "run_s"):
+            show[col] = show[col].map(lambda v: f"{v:.2f}" if np.isfinite(v) else "")
+        parts.append(show.to_string())
+        for est, err in self.errors.items():
+            parts.append(f"{est}: failed: {err}")
+        return "\n\n".join(parts)
+
+    def __str__(self) -> str:
+        return self.table()
+
+    def to_json(self) -> dict:
+        """The ``estimators`` mapping of the CLI's JSON schema (see README)."""
+        out = {}
+        for est in self.order:
+            res = self.results.get(est)
+            if res is None:
+                out[est] = {"params": {}, "sd": {}, "loglik": None, "converged": False, "n_iter": 0,
+                            "time_s": {"compile": 0.0, "run": 0.0}, "error": self.errors.get(est)}
+                continue
+            out[est] = {"params": {k: _jsonable(v) for k, v in res.params.items()},
+                        "sd": {k: _jsonable(v) for k, v in res.sd.items()},
+                        "loglik": _jsonable(res.loglik), "converged": bool(res.converged), "n_iter": int(res.n_iter),
+                        "time_s": {"compile": round(res.time_compile, 4), "run": round(res.time_run, 4)},
+                        "error": None}
+        return out
+
+
+def compare(model, estimators=None, truth: dict | None = None, *, seed=0, progress: bool = False,
+            options: dict | None = None, raise_errors: bool = False) -> Comparison:
+    """Run ``estimators`` (default: all of ``ESTIMATORS``) on ``model``.
+
+    Every estimator's observed-data log-likelihood is evaluated by the same compiled PyMC function. Mixture
+    components are aligned (to ``truth`` when given) through the model's hooks, so label switching never shows as
+    an error. An estimator that fails (for example EM on a model that no zoo model built, or an MLE that does not
+    exist) is recorded in ``errors`` and the others still run, unless ``raise_errors``.
+
+    ``options`` maps an estimator name to extra keyword arguments for it.
+    """
+    names = parse_estimators(estimators)
+    options = dict(options or {})
+    unknown = set(options) - set(ESTIMATORS)
+    if unknown:
+        raise ValueError(f"options: unknown estimator {sorted(unknown)[0]!r}")
+    rng = as_generator(seed)
+    seeds = {n: int(s) for n, s in zip(ESTIMATORS, rng.integers(0, 2**31 - 1, size=len(ESTIMATORS)))}
+    hooks = hooks_for(model)
+    results, errors = {}, {}
+    for name in names:
+        try:
+            res = run_estimator(name, model, seed=seeds[name], progress=progress, **options.get(name, {}))
+        except (ValueError, TypeError, RuntimeError, FloatingPointError, np.linalg.LinAlgError) as exc:
+            if raise_errors:
+                raise
+            errors[name] = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            warnings.warn(f"{name}: {errors[name]}", RuntimeWarning, stacklevel=2)
+            continue
+        if hooks is not None and hooks.align is not None:
+            res = hooks.align(res, truth)
+        results[name] = res
+    return Comparison(results=results, errors=errors, truth=truth, order=names)
+
+
+def _fmt(value, sd, digits):
+    if not np.isfinite(value):
+        return "nan"
+    text = f"{value:.{digits}f}"
+    if np.isfinite(sd):
+        text += f" ± {sd:.{digits}f}"
+    return text
+
+
+def _jsonable(v):
+    arr = np.asarray(v, dtype=float)
+    if arr.shape == ():
+        f = float(arr)
+        return f if np.isfinite(f) else None
+    return [_jsonable(x) for x in arr]

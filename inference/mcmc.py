@@ -1,0 +1,66 @@
+"""NUTS as the reference posterior."""
+
+from __future__ import annotations
+
+import time
+
+import arviz as az
+import numpy as np
+import pymc as pm
+
+from .functions import functions_for
+from .result import Result, warn_not_converged
+from .starts import as_generator
+
+__all__ = ["nuts"]
+
+
+def nuts(model, *, draws: int = 1000, tune: int = 1000, chains: int = 2, seed=None, target_accept: float = 0.9,
+         progress: bool = False, rhat_max: float = 1.01, ess_min: float = 400.0) -> Result:
+    """PyMC's NUTS: posterior means and standard deviations, with R-hat and effective sample sizes.
+
+    ``converged`` is True when every parameter has R-hat below ``rhat_max`` and bulk ESS above ``ess_min`` and no
+    draw diverged; otherwise a ConvergenceWarning says which. R-hat, bulk and tail ESS and the Monte Carlo standard
+    error of each mean are in ``result.info``.
+    """
+    for name, value in (("draws", draws), ("tune", tune), ("chains", chains)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < (0 if name == "tune" else 1):
+            raise ValueError(f"{name}: expected a positive integer, got {value!r}")
+    if chains < 2:
+        raise ValueError(f"chains: expected at least 2 chains for R-hat, got {chains}")
+    rng = as_generator(seed)
+    sample_seed = int(rng.integers(0, 2**31 - 1))
+    fns = functions_for(model)
+    t0 = time.perf_counter()
+    with model:
+        idata = pm.sample(draws=draws, tune=tune, chains=chains, cores=1, random_seed=sample_seed,
+                          target_accept=target_accept, progressbar=progress, compute_convergence_checks=False)
+    total = time.perf_counter() - t0
+    post = idata["posterior"]
+    t_run = float(post.attrs.get("sampling_time", total))
+    names = [n for n in fns.param_names if n in post]
+    draws_out = {n: np.asarray(post[n].values, dtype=float) for n in names}
+    params = {n: d.mean(axis=(0, 1)) for n, d in draws_out.items()}
+    sd = {n: d.std(axis=(0, 1), ddof=1) for n, d in draws_out.items()}
+    rhat = az.rhat(idata, var_names=names)
+    ess_bulk = az.ess(idata, var_names=names, method="bulk")
+    ess_tail = az.ess(idata, var_names=names, method="tail")
+    mcse = az.mcse(idata, var_names=names, method="mean")
+    info = {n: {} for n in ("rhat", "ess_bulk", "ess_tail", "mcse")}
+    for key, ds in (("rhat", rhat), ("ess_bulk", ess_bulk), ("ess_tail", ess_tail), ("mcse", mcse)):
+        for n in names:
+            info[key][n] = np.asarray(ds[n].values, dtype=float)
+    divergences = int(np.asarray(idata["sample_stats"]["diverging"].values).sum())
+    info["divergences"] = divergences
+    info["objective"] = "log density"
+    worst_rhat = max(float(np.nanmax(v)) for v in info["rhat"].values())
+    worst_ess = min(float(np.nanmin(v)) for v in info["ess_bulk"].values())
+    converged = worst_rhat < rhat_max and worst_ess > ess_min and divergences == 0
+    if not converged:
+        warn_not_converged("nuts", f"max R-hat {worst_rhat:.4f}, min bulk ESS {worst_ess:.0f}, "
+                                   f"{divergences} divergences")
+    compile_before = fns.compile_seconds
+    loglik = fns.loglik_at({n: params[n] for n in fns.free_names()})
+    return Result(method="nuts", params=params, sd=sd, loglik=loglik, n_iter=draws, converged=converged,
+                  time_compile=max(total - t_run, 0.0) + fns.compile_seconds - compile_before, time_run=t_run,
+                  draws=draws_out, info=info)

@@ -1,0 +1,157 @@
+"""Outputs of a comparison: the JSON record, the figures, written only once every run has finished."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+
+import numpy as np
+
+from .hooks import hooks_for
+
+__all__ = ["run_record", "write_outputs", "figures"]
+
+
+def _plain(v):
+    if isinstance(v, dict):
+        return {str(k): _plain(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_plain(x) for x in v]
+    if isinstance(v, np.ndarray):
+        return _plain(v.tolist())
+    if isinstance(v, (np.floating, float)):
+        return float(v) if np.isfinite(v) else None
+    if isinstance(v, (np.integer,)):
+        return int(v)
+    if isinstance(v, (np.bool_,)):
+        return bool(v)
+    return v
+
+
+def run_record(mod, example, model, comparison) -> dict:
+    """One entry of the JSON ``runs`` list (schema in the README)."""
+    hooks = hooks_for(model)
+    return {
+        "model": mod.NAME,
+        "options": _plain(hooks.options if hooks else {}),
+        "data": {"n": example.n, "source": example.source},
+        "truth": _plain(example.truth) if example.truth else None,
+        "estimators": comparison.to_json(),
+    }
+
+
+def run_slug(record: dict) -> str:
+    k = record["options"].get("k")
+    return record["model"] + (f"-k{k}" if k not in (None, 1) else "")
+
+
+def write_outputs(runs, records, *, json_path=None, out_dir=None) -> list[str]:
+    """Write the JSON (to ``json_path``, else ``out_dir/results.json`` when ``out_dir`` is given) and the figures
+    under ``out_dir``. Everything is first written to a temporary folder and moved into place at the end."""
+    if json_path is None and out_dir is None:
+        return []
+    written = []
+    payload = json.dumps({"runs": records}, indent=2, allow_nan=False)
+    if out_dir is not None:
+        os.makedirs(out_dir, exist_ok=True)
+        staging = tempfile.mkdtemp(prefix=".zoo-", dir=out_dir)
+        try:
+            names = []
+            for (mod, example, model, comparison), record in zip(runs, records):
+                slug = run_slug(record)
+                os.makedirs(os.path.join(staging, slug))
+                for fname in figures(mod, example, comparison, os.path.join(staging, slug)):
+                    names.append(os.path.join(slug, fname))
+            if json_path is None:
+                with open(os.path.join(staging, "results.json"), "w") as fh:
+                    fh.write(payload)
+                names.append("results.json")
+            for rel in names:
+                dest = os.path.join(out_dir, rel)
+                os.makedirs(os.path.dirname(dest), exist_ok=True)
+                os.replace(os.path.join(staging, rel), dest)
+                written.append(dest)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+    if json_path is not None:
+        parent = os.path.dirname(os.path.abspath(json_path))
+        os.makedirs(parent, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".zoo-", suffix=".json", dir=parent)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(payload)
+        os.replace(tmp, json_path)
+        written.append(json_path)
+    return written
+
+
+def figures(mod, example, comparison, folder) -> list[str]:
+    """Write the run's figures into ``folder``; returns the file names."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out = []
+    results = comparison.results
+    colors = {name: f"C{i}" for i, name in enumerate(comparison.order)}
+
+    # 1. Estimates with +-2 sd per parameter, the truth as a line.
+    tidy = comparison.tidy()
+    if not tidy.empty:
+        labels = list(dict.fromkeys(tidy["parameter"]))
+        fig, axes = plt.subplots(1, len(labels), figsize=(2.6 * len(labels) + 1, 3.2), squeeze=False)
+        for ax, label in zip(axes[0], labels):
+            sub = tidy[tidy["parameter"] == label]
+            for j, row in enumerate(sub.itertuples()):
+                err = 2 * row.sd if np.isfinite(row.sd) else 0.0
+                ax.errorbar(row.estimate, j, xerr=err, fmt="o", color=colors[row.estimator])
+            if np.isfinite(sub["truth"]).any():
+                ax.axvline(sub["truth"].iloc[0], color="k", lw=1, ls="--", label="truth")
+            ax.set_yticks(range(len(sub)), sub["estimator"])
+            ax.set_title(label)
+            ax.invert_yaxis()
+        fig.suptitle(f"{mod.NAME}: estimates ± 2 sd")
+        fig.tight_layout()
+        fig.savefig(os.path.join(folder, "estimates.png"), dpi=90)
+        plt.close(fig)
+        out.append("estimates.png")
+
+    # 2. The fitted density over the data (one-dimensional models with a density).
+    data = example.data
+    if hasattr(mod, "density") and isinstance(data, np.ndarray) and data.ndim == 1:
+        fig, ax = plt.subplots(figsize=(6.5, 4))
+        integer = np.all(data == np.round(data))
+        if integer:
+            grid = np.arange(int(data.min()), int(data.max()) + 1)
+            ax.hist(data, bins=np.arange(grid[0] - 0.5, grid[-1] + 1.5), density=True, color="0.85",
+                    label="data")
+        else:
+            grid = np.linspace(data.min(), data.max(), 400)
+            ax.hist(data, bins=40, density=True, color="0.85", label="data")
+        if example.truth:
+            ax.plot(grid, mod.density(example.truth, grid), "k--", lw=1.5, label="truth")
+        for name, res in results.items():
+            ax.plot(grid, mod.density(res.params, grid), color=colors[name], lw=1.2, label=name,
+                    marker="." if integer else None)
+        ax.legend(fontsize=8)
+        ax.set_title(f"{mod.NAME}: fitted densities")
+        fig.tight_layout()
+        fig.savefig(os.path.join(folder, "fit.png"), dpi=90)
+        plt.close(fig)
+        out.append("fit.png")
+
+    # 3. Each method's objective per iteration.
+    traced = [(n, r) for n, r in results.items() if r.trace.size > 1]
+    if traced:
+        fig, axes = plt.subplots(1, len(traced), figsize=(3 * len(traced) + 1, 3), squeeze=False)
+        for ax, (name, res) in zip(axes[0], traced):
+            ax.plot(np.arange(res.trace.size), res.trace, color=colors[name], lw=1)
+            ax.set_title(f"{name}\n{res.info.get('objective', '')}", fontsize=9)
+            ax.set_xlabel("iteration")
+        fig.tight_layout()
+        fig.savefig(os.path.join(folder, "traces.png"), dpi=90)
+        plt.close(fig)
+        out.append("traces.png")
+    return out

@@ -1,0 +1,127 @@
+"""Small helpers shared by the model modules: input checks, reading a model back, simulating from it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pymc as pm
+
+__all__ = ["Example", "as_vector", "dist_params", "simulate_from", "data_of", "positive", "check_k"]
+
+
+@dataclass(frozen=True)
+class Example:
+    """A built-in example: the data, the options for ``build``, and the truth when the data were simulated."""
+
+    data: object
+    build_kwargs: dict = field(default_factory=dict)
+    truth: dict | None = None
+    source: str = "simulated"
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def n(self) -> int:
+        return int(len(self.data[0] if isinstance(self.data, tuple) else self.data))
+
+
+def as_vector(values, name: str, *, integer: bool = False, nonnegative: bool = False) -> np.ndarray:
+    """A 1-D float array of finite values, or a ValueError naming ``name`` and what was expected."""
+    try:
+        arr = np.asarray(values, dtype=float)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name}: expected numbers, got values that are not numeric") from None
+    if arr.ndim != 1:
+        raise ValueError(f"{name}: expected a 1-D array of observations, got shape {arr.shape}")
+    if arr.size == 0:
+        raise ValueError(f"{name}: expected at least one observation, got none")
+    bad = ~np.isfinite(arr)
+    if bad.any():
+        first = int(np.flatnonzero(bad)[0])
+        raise ValueError(f"{name}: expected finite values, found {int(bad.sum())} NaN or inf (first at index {first})")
+    if nonnegative and (arr < 0).any():
+        first = int(np.flatnonzero(arr < 0)[0])
+        raise ValueError(f"{name}: expected non-negative counts, found {arr[first]:g} at index {first}")
+    if integer and (arr != np.round(arr)).any():
+        first = int(np.flatnonzero(arr != np.round(arr))[0])
+        raise ValueError(f"{name}: expected integer counts, found {arr[first]:g} at index {first}")
+    return arr
+
+
+def positive(value, name: str) -> float:
+    """A positive finite float, or a ValueError naming ``name``."""
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name}: expected a positive number, got {value!r}") from None
+    if not np.isfinite(v) or v <= 0:
+        raise ValueError(f"{name}: expected a positive number, got {value!r}")
+    return v
+
+
+def check_k(k, n_distinct: int, what: str = "distinct values") -> int:
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)):
+        raise ValueError(f"k: expected a positive integer number of components, got {k!r}")
+    if k < 1:
+        raise ValueError(f"k: expected at least 1 component, got {k}")
+    if k > n_distinct:
+        raise ValueError(f"k: expected at most as many components as {what} in the data ({n_distinct}), got {k}")
+    return int(k)
+
+
+def dist_params(model: pm.Model, name: str, expected: str) -> list[np.ndarray]:
+    """The numeric parameters of the prior of free variable ``name``, read from the model itself.
+
+    ``expected`` is the PyMC random-variable op's name (``"normal"``, ``"gamma"``, ...); a model whose prior was
+    changed to another family is refused, since its hand-derived M-step would no longer be right.
+    """
+    rv = model[name]
+    op = rv.owner.op
+    if getattr(op, "name", None) != expected:
+        raise TypeError(f"model: the hand-written EM expects a {expected} prior on {name!r}, found {op}")
+    return [np.asarray(p.eval(), dtype=float) for p in op.dist_params(rv.owner)]
+
+
+def data_of(model: pm.Model, name: str) -> np.ndarray:
+    """The current value of the model's data container ``name``."""
+    return np.asarray(model[name].get_value(), dtype=float)
+
+
+def simulate_from(model: pm.Model, params: dict, observed: str, seed) -> np.ndarray:
+    """Draw the observed variable ``observed`` from the model's own declaration with ``params`` fixed (``pm.do``)."""
+    fixed = pm.do(model, {k: np.asarray(v, dtype=float) for k, v in params.items()})
+    return np.asarray(pm.draw(fixed[observed], random_seed=seed))
+
+
+def read_csv(path) -> "pd.DataFrame":
+    """A CSV file as a DataFrame; ValueError naming ``--data`` when it is missing, unreadable or empty."""
+    import pandas as pd
+
+    try:
+        frame = pd.read_csv(path)
+    except FileNotFoundError:
+        raise ValueError(f"--data: no such file: {path}") from None
+    except (OSError, UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise ValueError(f"--data: cannot read {path} as CSV: {reason}") from None
+    if frame.shape[0] == 0:
+        raise ValueError(f"--data: {path} has a header but no rows")
+    return frame
+
+
+def numeric_column(frame, column: str | None, what: str = "--column") -> tuple[np.ndarray, str]:
+    """The values of ``column`` (or of the only numeric column) and its name; ValueError naming ``what``."""
+    import pandas as pd
+
+    if column is None:
+        numeric = [c for c in frame.columns if pd.api.types.is_numeric_dtype(frame[c])]
+        if len(numeric) != 1:
+            raise ValueError(f"{what}: expected the name of the column to use; the file has "
+                             f"{len(numeric)} numeric columns ({', '.join(map(str, numeric)) or 'none'})")
+        column = numeric[0]
+    if column not in frame.columns:
+        raise ValueError(f"{what}: no column {column!r} in the file (columns: {', '.join(map(str, frame.columns))})")
+    values = frame[column]
+    if not pd.api.types.is_numeric_dtype(values):
+        raise ValueError(f"{what}: column {column!r} is not numeric")
+    return values.to_numpy(dtype=float), str(column)

@@ -1,0 +1,152 @@
+"""Normal model: y_i ~ Normal(mu, sigma), the classic maximum-likelihood illustration.
+
+Declaration (``build``)::
+
+    mu    ~ Normal(mu_prior[0], mu_prior[1])      default Normal(0, 10)
+    sigma ~ HalfNormal(sigma_prior)                default HalfNormal(5)
+    y_i   ~ Normal(mu, sigma)                      observed, through the data container ``y_data``
+
+Built-in example: mu = 5, sigma = 2, n = 1000, seed 42, drawn from this declaration with the parameters fixed.
+
+EM: nothing is latent, so an "E-step" has nothing to fill in and one M-step is the closed-form MLE,
+mu = mean(y), sigma^2 = mean((y - mu)^2) (divisor n); EM converges after one iteration. With the model's priors the
+M-step is a coordinate ascent on the log posterior (no Jacobian): mu given sigma is the precision-weighted mean,
+sigma given mu solves s^4 / tau^2 + n s^2 - SS = 0 with SS = sum (y - mu)^2, tau the HalfNormal scale. Each update
+maximises the log posterior in one coordinate, so the objective never decreases, and the fixed point is the MAP.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pymc as pm
+from scipy import stats
+
+from inference.em import EMMath
+from inference.hooks import ModelHooks, attach
+
+from ._common import Example, as_vector, numeric_column, data_of, dist_params, positive, simulate_from
+
+NAME = "normal"
+DESCRIPTION = "y ~ Normal(mu, sigma): the classic MLE illustration (mu=5, sigma=2, n=1000)"
+OPTIONS = "--column NAME (CSV column of observations)"
+EXAMPLE_OPTIONS = ()
+CSV_OPTIONS = ("column",)
+PARAMS = ("mu", "sigma")
+TRUTH = {"mu": 5.0, "sigma": 2.0}
+EXAMPLE_N = 1000
+EXAMPLE_SEED = 42
+
+__all__ = ["build", "simulate", "example", "closed_form_mle", "em_math", "init", "NAME", "TRUTH"]
+
+
+def build(y, *, mu_prior=(0.0, 10.0), sigma_prior=5.0) -> pm.Model:
+    """The PyMC model for observations ``y``.
+
+    Parameters
+    ----------
+    y : 1-D array of finite floats.
+    mu_prior : (mean, sd) of the Normal prior on ``mu``. Default (0, 10).
+    sigma_prior : scale of the HalfNormal prior on ``sigma``. Default 5.
+    """
+    y = as_vector(y, "y")
+    try:
+        m0, s0 = (float(v) for v in mu_prior)
+    except (TypeError, ValueError):
+        raise ValueError(f"mu_prior: expected (mean, sd), got {mu_prior!r}") from None
+    if not np.isfinite(m0):
+        raise ValueError(f"mu_prior: expected a finite mean, got {m0!r}")
+    s0 = positive(s0, "mu_prior sd")
+    tau = positive(sigma_prior, "sigma_prior")
+    with pm.Model() as model:
+        y_data = pm.Data("y_data", y)
+        mu = pm.Normal("mu", m0, s0)
+        sigma = pm.HalfNormal("sigma", tau)
+        pm.Normal("y", mu, sigma, observed=y_data, shape=y_data.shape)
+    options = {"mu_prior": (m0, s0), "sigma_prior": tau}
+    return attach(model, ModelHooks(NAME, options, em_math=lambda prior: em_math(model, prior=prior),
+                                    init=lambda rng: init(y, rng)))
+
+
+def simulate(params=None, n: int = EXAMPLE_N, seed=EXAMPLE_SEED) -> np.ndarray:
+    """``n`` draws of y from the declaration with ``params`` (default: the truth) fixed."""
+    params = dict(TRUTH if params is None else params)
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
+        raise ValueError(f"n: expected a positive integer, got {n!r}")
+    return simulate_from(build(np.zeros(n)), params, "y", seed)
+
+
+def example(seed=EXAMPLE_SEED) -> Example:
+    return Example(simulate(TRUTH, EXAMPLE_N, seed), truth=dict(TRUTH))
+
+
+def from_frame(frame, *, column=None, source="csv") -> Example:
+    """The observations in ``column`` (or the only numeric column) of a DataFrame, checked."""
+    y, name = numeric_column(frame, column)
+    return Example(as_vector(y, f"column {name!r}"), source=source)
+
+
+def closed_form_mle(y) -> dict:
+    """mu = mean(y), sigma = sqrt(mean((y - mean)^2)) (divisor n)."""
+    y = as_vector(y, "y")
+    mu = y.mean()
+    return {"mu": mu, "sigma": np.sqrt(np.mean((y - mu) ** 2))}
+
+
+def init(y, rng) -> dict:
+    """A start from the data: the sample median and the interquartile range scaled to a sd, jittered by ``rng``."""
+    q1, med, q3 = np.percentile(y, [25, 50, 75])
+    scale = max((q3 - q1) / 1.349, 1e-3 * max(1.0, abs(med)))
+    return {"mu": med + 0.1 * scale * rng.standard_normal(), "sigma": scale * np.exp(0.1 * rng.standard_normal())}
+
+
+def em_math(model: pm.Model, *, prior: bool) -> EMMath:
+    """The EM steps, reading the data and the priors from ``model``."""
+    y = data_of(model, "y_data")
+    n = y.size
+    ybar = y.mean()
+    ss_about_mean = np.sum((y - ybar) ** 2)
+
+    def ss(mu):
+        return ss_about_mean + n * (ybar - mu) ** 2
+
+    def loglik(p):
+        s = float(p["sigma"])
+        return -0.5 * n * np.log(2 * np.pi) - n * np.log(s) - ss(float(p["mu"])) / (2 * s * s)
+
+    if not prior:
+        def step(p):
+            return {"mu": ybar, "sigma": np.sqrt(ss_about_mean / n)}
+        log_prior = None
+    else:
+        m0, s0 = dist_params(model, "mu", "normal")
+        _, tau = dist_params(model, "sigma", "halfnormal")
+
+        def step(p):
+            s2 = float(p["sigma"]) ** 2
+            mu = (n * ybar / s2 + m0 / s0**2) / (n / s2 + 1 / s0**2)
+            q = ss(mu)
+            # positive root of s^4/tau^2 + n s^2 - q = 0, written to avoid cancellation when q/tau^2 << n^2
+            s2_new = 2 * q / (n + np.sqrt(n * n + 4 * q / tau**2))
+            return {"mu": float(mu), "sigma": float(np.sqrt(s2_new))}
+
+        def log_prior(p):
+            return float(stats.norm.logpdf(p["mu"], m0, s0) + stats.halfnorm.logpdf(p["sigma"], scale=tau))
+
+    def check_init(p):
+        missing = {"mu", "sigma"} - set(p)
+        if missing:
+            raise ValueError(f"init: expected values for mu and sigma, missing {', '.join(sorted(missing))}")
+        mu, sigma = np.asarray(p["mu"], dtype=float), np.asarray(p["sigma"], dtype=float)
+        if mu.shape != () or sigma.shape != ():
+            raise ValueError("init: expected scalars for mu and sigma")
+        if not np.isfinite(mu) or not (np.isfinite(sigma) and sigma > 0):
+            raise ValueError("init: expected a finite mu and a positive sigma")
+        return {"mu": float(mu), "sigma": float(sigma)}
+
+    return EMMath(init=lambda rng: init(y, rng), step=step, loglik=loglik, log_prior=log_prior,
+                  check_init=check_init)
+
+
+def density(params: dict, grid: np.ndarray) -> np.ndarray:
+    """The fitted density on ``grid`` (for figures)."""
+    return stats.norm.pdf(grid, params["mu"], params["sigma"])

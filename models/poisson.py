@@ -1,0 +1,202 @@
+"""Poisson model and Poisson mixtures: y_i ~ sum_j w_j Poisson(lam_j).
+
+Declaration (``build``)::
+
+    lam ~ Gamma(alpha, beta), shape k, ordered (lam_0 < lam_1 < ...) when k >= 2   default Gamma(2, 0.2)
+    w   ~ Dirichlet(a * ones(k))                                        k >= 2 only, default a = 2
+    y_i ~ Poisson(lam_0)                                 k = 1
+    y_i ~ Mixture(w, Poisson(lam))                       k >= 2, the labels marginalised out
+
+``lam`` always has length k; ``w`` exists for k >= 2. Built-in examples: k = 1, lam = 3.5, n = 1000; k = 2,
+w = (0.4, 0.6), lam = (2, 9), n = 1000; both drawn from the declaration with the parameters fixed.
+
+EM (k >= 2), with z_i the component of y_i:
+
+* E-step, in log space: log r_ij = log w_j + y_i log lam_j - lam_j - log y_i! - logsumexp_j(...).
+* M-step: N_j = sum_i r_ij, S_j = sum_i r_ij y_i; w_j = N_j / n, lam_j = S_j / N_j.
+* MAP M-step with the model's priors (no Jacobian): w_j = (N_j + a_j - 1) / (n + sum a - k),
+  lam_j = (S_j + alpha - 1) / (N_j + beta); the log prior is added to the objective.
+
+The sums run over the distinct values of y with their counts (the sufficient statistics), which is exact and makes
+an iteration cost O(distinct values x k). Components are relabelled by increasing rate after convergence (the order
+the model's transform imposes). For k = 1 there is nothing latent and the M-step is the closed form (the sample mean,
+or (S + alpha - 1) / (n + beta) with the prior).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pymc as pm
+from scipy import stats
+from scipy.special import gammaln, logsumexp
+
+from inference.em import EMMath
+from inference.hooks import ModelHooks, attach
+
+from ._common import Example, as_vector, numeric_column, check_k, data_of, dist_params, positive, simulate_from
+
+NAME = "poisson"
+DESCRIPTION = "y ~ Poisson(lam), or a k-component Poisson mixture with weights w (lam=3.5, n=1000)"
+OPTIONS = "--k K (components, default 1), --column NAME"
+EXAMPLE_OPTIONS = ("k",)
+CSV_OPTIONS = ("column", "k")
+TRUTH = {1: {"lam": np.array([3.5])}, 2: {"w": np.array([0.4, 0.6]), "lam": np.array([2.0, 9.0])}}
+EXAMPLE_N = 1000
+EXAMPLE_SEED = 42
+
+__all__ = ["build", "simulate", "example", "em_math", "init", "NAME"]
+
+
+def build(y, k: int = 1, *, lam_prior=(2.0, 0.2), w_prior: float = 2.0, _initval: bool = True) -> pm.Model:
+    """The PyMC model for counts ``y`` with ``k`` components.
+
+    Parameters
+    ----------
+    y : 1-D array of non-negative integers.
+    k : number of components (>= 1, at most the number of distinct values of y).
+    lam_prior : (alpha, beta) of the Gamma prior on every rate (shape, rate). Default (2, 0.2): mean 10.
+    w_prior : concentration of the symmetric Dirichlet prior on the weights (k >= 2). Default 2.
+    """
+    y = as_vector(y, "y", integer=True, nonnegative=True)
+    k = check_k(k, np.unique(y).size)
+    try:
+        alpha, beta = (float(v) for v in lam_prior)
+    except (TypeError, ValueError):
+        raise ValueError(f"lam_prior: expected (alpha, beta), got {lam_prior!r}") from None
+    alpha, beta = positive(alpha, "lam_prior alpha"), positive(beta, "lam_prior beta")
+    a = positive(w_prior, "w_prior")
+    start = np.sort(np.quantile(y, (np.arange(k) + 0.5) / k)) + 0.5 + np.arange(k) * 1e-3
+    with pm.Model() as model:
+        y_data = pm.Data("y_data", y.astype("int64"))
+        if k == 1:
+            lam = pm.Gamma("lam", alpha, beta, shape=1)
+            pm.Poisson("y", lam[0], observed=y_data, shape=y_data.shape)
+        else:
+            # An ordered initial value: the default one (all rates equal) is outside the ordered transform's
+            # support. pm.do cannot copy a model with initial values, so the simulator builds without it.
+            lam = pm.Gamma("lam", alpha, beta, shape=k, transform=pm.distributions.transforms.ordered,
+                           initval=start if _initval else None)
+            w = pm.Dirichlet("w", a * np.ones(k))
+            pm.Mixture("y", w=w, comp_dists=pm.Poisson.dist(mu=lam), observed=y_data, shape=y_data.shape)
+    options = {"k": k, "lam_prior": (alpha, beta), "w_prior": a}
+    return attach(model, ModelHooks(NAME, options, em_math=lambda prior: em_math(model, prior=prior),
+                                    init=lambda rng: init(y, k, rng)))
+
+
+def simulate(params, n: int = EXAMPLE_N, seed=EXAMPLE_SEED) -> np.ndarray:
+    """``n`` counts drawn from the declaration with ``params`` (``lam``, and ``w`` for k >= 2) fixed."""
+    lam = np.atleast_1d(np.asarray(params["lam"], dtype=float))
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
+        raise ValueError(f"n: expected a positive integer, got {n!r}")
+    k = lam.size
+    placeholder = np.arange(n) % (k + 1)  # enough distinct values for k components
+    return simulate_from(build(placeholder, k=k, _initval=False), params, "y", seed).astype(float)
+
+
+def example(seed=EXAMPLE_SEED, k: int = 1) -> Example:
+    if k not in TRUTH:
+        raise ValueError(f"k: the built-in Poisson examples have k = 1 or 2, got {k}")
+    truth = {key: v.copy() for key, v in TRUTH[k].items()}
+    return Example(simulate(truth, EXAMPLE_N, seed), build_kwargs={"k": k}, truth=truth)
+
+
+def from_frame(frame, *, column=None, k: int = 1, source="csv") -> Example:
+    """The counts in ``column`` (or the only numeric column) of a DataFrame, checked."""
+    y, name = numeric_column(frame, column)
+    y = as_vector(y, f"column {name!r}", integer=True, nonnegative=True)
+    check_k(k, np.unique(y).size)
+    return Example(y, build_kwargs={"k": k}, source=source)
+
+
+def init(y, k: int, rng) -> dict:
+    """A start from the data: k distinct observed values drawn at random (k-means++ style spread), equal weights."""
+    values = np.unique(y)
+    if k == 1:
+        return {"lam": np.array([max(y.mean(), 1e-3) * np.exp(0.1 * rng.standard_normal())])}
+    centres = [rng.choice(values)]
+    for _ in range(k - 1):
+        d2 = np.min((values[:, None] - np.asarray(centres)[None, :]) ** 2, axis=1)
+        p = d2 / d2.sum() if d2.sum() > 0 else None
+        centres.append(rng.choice(values, p=p))
+    lam = np.sort(np.asarray(centres, dtype=float)) + 0.5 + 1e-3 * np.arange(k)
+    return {"w": np.full(k, 1.0 / k), "lam": lam}
+
+
+def em_math(model: pm.Model, *, prior: bool) -> EMMath:
+    """The EM steps, reading the data and the priors from ``model``."""
+    y = data_of(model, "y_data")
+    k = int(model["lam"].type.shape[0])
+    values, counts = np.unique(y, return_counts=True)
+    n = counts.sum()
+    log_fact = gammaln(values + 1.0)
+    if prior:
+        alpha, scale = dist_params(model, "lam", "gamma")
+        alpha, beta = float(np.ravel(alpha)[0]), float(1.0 / np.ravel(scale)[0])
+        a = dist_params(model, "w", "dirichlet")[0] if k >= 2 else None
+
+    def log_joint(p):  # (distinct values, k): log w_j + log Poisson(v | lam_j)
+        lam = np.asarray(p["lam"], dtype=float)
+        logw = np.log(np.asarray(p["w"], dtype=float)) if k >= 2 else np.zeros(1)
+        return logw[None, :] + values[:, None] * np.log(lam)[None, :] - lam[None, :] - log_fact[:, None]
+
+    def loglik(p):
+        return float(counts @ logsumexp(log_joint(p), axis=1))
+
+    def responsibilities(p):
+        lj = log_joint(p)
+        return np.exp(lj - logsumexp(lj, axis=1, keepdims=True))
+
+    def step(p):
+        r = responsibilities(p) * counts[:, None]
+        nk = r.sum(axis=0)
+        sk = values @ r
+        if prior:
+            lam = (sk + alpha - 1.0) / (nk + beta)
+            w = (nk + a - 1.0) / (n + a.sum() - k) if k >= 2 else None
+        else:
+            if np.any(nk <= 0):
+                raise FloatingPointError("EM: a component lost all its responsibility (empty component)")
+            lam = sk / nk
+            w = nk / n
+        if np.any(lam <= 0) or (w is not None and np.any(w <= 0)):
+            raise FloatingPointError("EM: the M-step left the support (a rate or weight reached zero); "
+                                     "use priors (MAP-EM) or fewer components")
+        return {"lam": lam} if k == 1 else {"w": w, "lam": lam}
+
+    def log_prior(p):
+        lp = float(np.sum(stats.gamma.logpdf(p["lam"], alpha, scale=1.0 / beta)))
+        if k >= 2:
+            lp += float(stats.dirichlet.logpdf(p["w"], a))
+        return lp
+
+    def order(p):
+        idx = np.argsort(p["lam"])
+        return {key: np.asarray(v)[idx] for key, v in p.items()}
+
+    def check_init(p):
+        need = {"lam"} if k == 1 else {"lam", "w"}
+        if need - set(p):
+            raise ValueError(f"init: expected values for {', '.join(sorted(need))}")
+        lam = np.atleast_1d(np.asarray(p["lam"], dtype=float))
+        if lam.shape != (k,) or not np.all(np.isfinite(lam)) or np.any(lam <= 0):
+            raise ValueError(f"init: expected lam as {k} positive rates, got {p['lam']!r}")
+        out = {"lam": lam}
+        if k >= 2:
+            w = np.asarray(p["w"], dtype=float)
+            if w.shape != (k,) or np.any(w <= 0) or not np.isclose(w.sum(), 1.0):
+                raise ValueError(f"init: expected w as {k} positive weights summing to 1, got {p['w']!r}")
+            out["w"] = w
+        return out
+
+    def extras(p):
+        return {"responsibilities": responsibilities(p)[np.searchsorted(values, y)]}
+
+    return EMMath(init=lambda rng: init(y, k, rng), step=step, loglik=loglik,
+                  log_prior=log_prior if prior else None, check_init=check_init, extras=extras, order=order)
+
+
+def density(params: dict, grid: np.ndarray) -> np.ndarray:
+    """The fitted probability mass function on integer ``grid`` (for figures)."""
+    lam = np.atleast_1d(params["lam"])
+    w = np.atleast_1d(params.get("w", np.ones(1)))
+    return np.sum(w[None, :] * stats.poisson.pmf(grid[:, None], lam[None, :]), axis=1)
