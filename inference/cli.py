@@ -49,7 +49,8 @@ def main(argv=None) -> int:
         print(f"zoo: error: {exc}", file=sys.stderr)
         return 2
     except ValueError as exc:  # input checks in models/ and inference/ raise ValueError naming the argument
-        print(f"zoo: error: {str(exc).splitlines()[0] if str(exc) else exc!r}", file=sys.stderr)
+        message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        print(f"zoo: error: {message}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("zoo: interrupted", file=sys.stderr)

@@ -1,0 +1,86 @@
+"""The compiled building blocks: derivatives against finite differences, densities against scipy."""
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from inference.functions import functions_for
+from inference.optimize import laplace_sd
+from models import normal, poisson
+
+
+def fd_grad(f, x, h=1e-6):
+    g = np.zeros_like(x)
+    for i in range(x.size):
+        e = np.zeros_like(x)
+        e[i] = h
+        g[i] = (f(x + e) - f(x - e)) / (2 * h)
+    return g
+
+
+@pytest.fixture(scope="module", params=["normal", "poisson-k2"])
+def fns(request):
+    if request.param == "normal":
+        return functions_for(normal.build(normal.example().data))
+    ex = poisson.example(k=2)
+    return functions_for(poisson.build(ex.data, k=2))
+
+
+@pytest.mark.parametrize("kind", ["loglik", "logpost", "logp"])
+def test_gradient_and_hessian_match_finite_differences(fns, kind):
+    rng = np.random.default_rng(0)
+    theta = fns.initial_theta + 0.1 * rng.standard_normal(fns.size)
+    vg = fns.value_and_grad(kind)
+    value = lambda t: float(vg(t)[0])  # noqa: E731
+    np.testing.assert_allclose(vg(theta)[1], fd_grad(value, theta), rtol=1e-5, atol=1e-4)
+    H = fns.hessian(kind)(theta)
+    H_fd = np.array([fd_grad(lambda t: vg(t)[1][i], theta) for i in range(fns.size)])
+    np.testing.assert_allclose(H, H_fd, rtol=1e-5, atol=1e-3)
+
+
+def test_constrained_round_trip(fns):
+    theta = fns.initial_theta + 0.05
+    params = fns.constrained(theta)
+    back = fns.to_unconstrained({n: params[n] for n in fns.free_names()})
+    np.testing.assert_allclose(back, theta, rtol=1e-10, atol=1e-12)
+
+
+def test_normal_loglik_matches_scipy():
+    y = normal.example().data
+    fns = functions_for(normal.build(y))
+    assert fns.loglik_at({"mu": 4.0, "sigma": 2.5}) == pytest.approx(stats.norm.logpdf(y, 4.0, 2.5).sum(), rel=1e-12)
+    lp = stats.norm.logpdf(4.0, 0, 10) + stats.halfnorm.logpdf(2.5, scale=5)
+    # PyMC keeps some prior constants in float32, hence 1e-10 rather than 1e-12
+    assert fns.logpost_at({"mu": 4.0, "sigma": 2.5}) == pytest.approx(stats.norm.logpdf(y, 4.0, 2.5).sum() + lp,
+                                                                      rel=1e-10)
+
+
+def test_laplace_sd_matches_numerical_information():
+    y = normal.example().data
+    fns = functions_for(normal.build(y))
+    cf = normal.closed_form_mle(y)
+    theta = fns.to_unconstrained(cf)
+    sd = laplace_sd(fns, theta, "loglik", "mle")
+    # numerical observed information in (mu, sigma) directly
+    f = lambda m, s: stats.norm.logpdf(y, m, s).sum()  # noqa: E731
+    h = 1e-4
+    m, s = cf["mu"], cf["sigma"]
+    Hmm = (f(m + h, s) - 2 * f(m, s) + f(m - h, s)) / h**2
+    Hss = (f(m, s + h) - 2 * f(m, s) + f(m, s - h)) / h**2
+    Hms = (f(m + h, s + h) - f(m + h, s - h) - f(m - h, s + h) + f(m - h, s - h)) / (4 * h * h)
+    cov = np.linalg.inv(-np.array([[Hmm, Hms], [Hms, Hss]]))
+    np.testing.assert_allclose([sd["mu"], sd["sigma"]], np.sqrt(np.diag(cov)), rtol=1e-4)
+
+
+def test_singular_hessian_gives_nan_and_a_warning():
+    import pymc as pm
+
+    from inference import mle
+
+    with pm.Model() as model:  # a and b enter only through their sum: the information is singular
+        a = pm.Normal("a", 0, 1)
+        b = pm.Normal("b", 0, 1)
+        pm.Normal("y", a + b, 1.0, observed=np.array([0.3, -0.2, 0.5]))
+    with pytest.warns(RuntimeWarning, match="not negative definite"):
+        res = mle(model)
+    assert np.isnan(res.sd["a"]) and np.isnan(res.sd["b"])
