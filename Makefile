@@ -31,7 +31,7 @@ $(STAMP): pyproject.toml constraints.txt
 	@touch $(STAMP)
 
 demo: $(STAMP)
-	$(VENV)/bin/zoo compare normal poisson --out runs
+	$(VENV)/bin/zoo compare normal poisson logistic --out runs
 
 test: $(STAMP)
 	$(PY) -m pytest -q

@@ -35,6 +35,10 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--data", default=None, help="CSV file with the observations (default: the built-in example)")
     c.add_argument("--column", default=None, help="CSV column holding the observations")
     c.add_argument("--k", type=int, default=None, help="number of mixture components")
+    c.add_argument("--target", default=None, help="logistic: the CSV column holding the two classes")
+    c.add_argument("--features", default=None, help="logistic: comma-separated feature columns (default: all numeric)")
+    c.add_argument("--standardize", action="store_true", default=None,
+                   help="logistic: fit on standardised features, report coefficients on the original scale")
     c.add_argument("--seed", type=int, default=0, help="seed of the estimators' randomness (default 0)")
     c.add_argument("--json", default=None, metavar="PATH", help="write every run's results as JSON")
     c.add_argument("--out", default=None, metavar="DIR", help="write figures (and the JSON if --json is not given)")
@@ -87,7 +91,8 @@ def _plan(args):
         raise UsageError("MODEL: a model is named twice")
     modules = [models.get(name) for name in args.models]
     frame = read_csv(args.data) if args.data is not None else None
-    given = {opt: getattr(args, opt) for opt in ("column", "k") if getattr(args, opt, None) is not None}
+    given = {opt: getattr(args, opt) for opt in ("column", "k", "target", "features", "standardize")
+             if getattr(args, opt, None) is not None}
     plans = []
     for mod in modules:
         allowed = mod.CSV_OPTIONS if frame is not None else mod.EXAMPLE_OPTIONS
@@ -100,7 +105,9 @@ def _plan(args):
             example = mod.from_frame(frame, source=os.path.basename(args.data), **kwargs)
         else:
             example = mod.example(**kwargs)
-        model = mod.build(example.data, **example.build_kwargs)
+        if hasattr(mod, "check_plan"):
+            mod.check_plan(example, estimators)
+        model = mod.build(*example.args, **example.build_kwargs)
         plans.append((mod, example, model))
     for path, what in ((args.json, "--json"), (args.out, "--out")):
         if path is not None:
@@ -122,10 +129,18 @@ def _compare(args) -> int:
     for mod, example, model in plans:
         title = f"== {mod.NAME} ({_options_text(model)}; n = {example.n}, data: {example.source})"
         print(title, flush=True)
+        if "mapping" in example.extra:
+            print(example.extra["mapping"], flush=True)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", FutureWarning)
             comparison = compare(model, estimators, truth=example.truth, seed=args.seed, progress=not args.quiet)
         print(comparison.table(), flush=True)
+        metrics = mod.metrics(example, comparison) if hasattr(mod, "metrics") else {}
+        if metrics:
+            import pandas as pd
+
+            print("\nheld-out data:", flush=True)
+            print(pd.DataFrame(metrics).T.to_string(float_format=lambda v: f"{v:.4f}"), flush=True)
         print(flush=True)
         runs.append((mod, example, model, comparison))
     records = [run_record(mod, example, model, comparison) for mod, example, model, comparison in runs]

@@ -118,6 +118,7 @@ class Comparison:
         parts = [self.wide(digits).to_string()]
         summary = self.summary()
         show = summary.drop(columns="error")
+        show["n_iter"] = show["n_iter"].map(lambda v: f"{int(v)}" if np.isfinite(v) else "")
         show["loglik"] = show["loglik"].map(lambda v: f"{v:.6f}" if np.isfinite(v) else "")
         for col in ("compile_s", "run_s"):
             show[col] = show[col].map(lambda v: f"{v:.2f}" if np.isfinite(v) else "")

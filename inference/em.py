@@ -102,6 +102,8 @@ def em(model, *, prior: bool = False, n_init: int = 1, tol: float = 1e-10, param
         if isinstance(value, bool) or not ok:
             raise ValueError(f"{name}: expected a {'non-negative number' if 'tol' in name else 'positive integer'}"
                              f", got {value!r}")
+    if not prior and hooks.mle_check is not None:
+        hooks.mle_check()
     math: EMMath = hooks.em_math(bool(prior))
     rng = as_generator(seed)
     if init is not None:
@@ -129,7 +131,8 @@ def em(model, *, prior: bool = False, n_init: int = 1, tol: float = 1e-10, param
     t_run = time.perf_counter() - t0
     compile_before = fns.compile_seconds
     model_point = math.to_model(params) if math.to_model else params
-    loglik = fns.loglik_at(model_point)
+    theta = fns.to_unconstrained(model_point)
+    loglik = float(fns.value("loglik")(theta))
     info = {"objective": "log density (no Jacobian)" if prior else "log-likelihood",
             "starts": [float(r["trace"][-1]) for r in runs],
             "starts_converged": [bool(r["converged"]) for r in runs],
@@ -142,8 +145,8 @@ def em(model, *, prior: bool = False, n_init: int = 1, tol: float = 1e-10, param
     if not best["converged"]:
         warn_not_converged(method, f"max_iter={max_iter} reached before the objective (tol={tol:g}) and the "
                                    f"parameters (param_tol={param_tol:g}) settled")
-    all_params = dict(model_point)
-    all_params.update(params)
+    all_params = fns.constrained(theta)  # free variables and the model's deterministics, like the other methods
+    all_params.update(params)  # EM's own values of the free variables, not round-tripped through the transforms
     return Result(method=method, params=all_params, sd={}, loglik=loglik, trace=np.array(best["trace"]),
                   n_iter=best["n_iter"], converged=best["converged"],
                   time_compile=fns.compile_seconds - compile_before, time_run=t_run, info=info)

@@ -26,7 +26,8 @@ class ModelHooks:
     em_math : ``em_math(prior: bool) -> EMMath``, the hand-derived EM steps reading data and priors from the model.
     init : ``init(rng) -> dict`` of constrained starting values computed from the data (shared by EM and the
         optimisers, so both can start from the same point).
-    check : ``check(result) -> result``, applied to MLE results (for example: refuse a likelihood without maximum).
+    mle_check : ``mle_check()`` raises when the likelihood has no (unique) maximum, before MLE or EM without priors
+        start (for example: separated classes in a logistic regression).
     align : ``align(params, reference) -> params``, relabels mixture components (to ``reference`` when given).
     """
 
@@ -34,7 +35,7 @@ class ModelHooks:
     options: dict = field(default_factory=dict)
     em_math: Callable | None = None
     init: Callable | None = None
-    check: Callable | None = None
+    mle_check: Callable | None = None
     align: Callable | None = None
 
 

@@ -53,7 +53,8 @@ def _optimise(model, kind, method, *, start, n_init, seed, max_iter, gtol) -> Re
     if not isinstance(max_iter, (int, np.integer)) or max_iter < 1:
         raise ValueError(f"max_iter: expected a positive integer, got {max_iter!r}")
     hooks = hooks_for(model)
-    check = hooks.check if hooks is not None and method == "mle" else None
+    if method == "mle" and hooks is not None and hooks.mle_check is not None:
+        hooks.mle_check()
     fns = functions_for(model)
     starts = starting_points(model, start=start, n_init=n_init, seed=seed)
     t_start = time.perf_counter()
@@ -78,12 +79,9 @@ def _optimise(model, kind, method, *, start, n_init, seed, max_iter, gtol) -> Re
             "theta": theta}
     if not converged:
         warn_not_converged(method, f"{res.message} (max |gradient| {gnorm:.3g})")
-    result = Result(method=method, params=params, sd=sd, loglik=loglik, trace=np.array(trace),
+    return Result(method=method, params=params, sd=sd, loglik=loglik, trace=np.array(trace),
                     n_iter=int(res.nit), converged=converged,
                     time_compile=compile_seconds, time_run=t_run, info=info)
-    if check is not None:
-        result = check(result)
-    return result
 
 
 def minimise(fns, kind: str, starts, *, max_iter: int = 1000, gtol: float = 1e-9):

@@ -33,13 +33,17 @@ def _plain(v):
 def run_record(mod, example, model, comparison) -> dict:
     """One entry of the JSON ``runs`` list (schema in the README)."""
     hooks = hooks_for(model)
-    return {
+    record = {
         "model": mod.NAME,
         "options": _plain(hooks.options if hooks else {}),
         "data": {"n": example.n, "source": example.source},
         "truth": _plain(example.truth) if example.truth else None,
         "estimators": comparison.to_json(),
     }
+    metrics = mod.metrics(example, comparison) if hasattr(mod, "metrics") else {}
+    if metrics:
+        record["metrics"] = _plain(metrics)
+    return record
 
 
 def run_slug(record: dict) -> str:
@@ -154,4 +158,8 @@ def figures(mod, example, comparison, folder) -> list[str]:
         fig.savefig(os.path.join(folder, "traces.png"), dpi=90)
         plt.close(fig)
         out.append("traces.png")
+
+    # 4. Whatever the model module draws itself (decision boundaries, segmentations, ...).
+    if hasattr(mod, "figures"):
+        out += mod.figures(example, comparison, folder)
     return out

@@ -6,12 +6,12 @@
 
 from __future__ import annotations
 
-from . import normal, poisson
+from . import logistic, normal, poisson
 
-MODELS = {m.NAME: m for m in (normal, poisson)}
+MODELS = {m.NAME: m for m in (normal, poisson, logistic)}
 EM_MODELS = tuple(MODELS)
 
-__all__ = ["MODELS", "EM_MODELS", "normal", "poisson", "get"]
+__all__ = ["MODELS", "EM_MODELS", "normal", "poisson", "logistic", "get"]
 
 
 def get(name: str):

@@ -21,6 +21,11 @@ class Example:
     extra: dict = field(default_factory=dict)
 
     @property
+    def args(self) -> tuple:
+        """Positional arguments of the model's ``build``: ``build(*example.args, **example.build_kwargs)``."""
+        return self.data if isinstance(self.data, tuple) else (self.data,)
+
+    @property
     def n(self) -> int:
         return int(len(self.data[0] if isinstance(self.data, tuple) else self.data))
 

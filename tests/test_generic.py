@@ -5,12 +5,13 @@ import pytest
 
 import inference
 from inference.functions import functions_for
-from models import normal, poisson
+from models import logistic, normal, poisson
 
 CASES = {
     "normal": lambda: (normal.example(), normal.build),
     "poisson-k1": lambda: (poisson.example(k=1), poisson.build),
     "poisson-k2": lambda: (poisson.example(k=2), poisson.build),
+    "logistic": lambda: (logistic.example(), logistic.build),
 }
 _CACHE = {}
 
@@ -18,7 +19,7 @@ _CACHE = {}
 def comparison(case):
     if case not in _CACHE:
         ex, build = CASES[case]()
-        model = build(ex.data, **ex.build_kwargs)
+        model = build(*ex.args, **ex.build_kwargs)
         _CACHE[case] = (ex, model, inference.compare(model, truth=ex.truth, seed=0, raise_errors=True))
     return _CACHE[case]
 
