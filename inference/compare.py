@@ -64,6 +64,11 @@ class Comparison:
     errors: dict = field(default_factory=dict)
     truth: dict | None = None
     order: list = field(default_factory=list)
+    public: list | None = None
+
+    def _shown(self, res):
+        names = self.public if self.public else list(res.params)
+        return [(n, res.params[n]) for n in names if n in res.params]
 
     def _truth_value(self, name, idx):
         if not self.truth or name not in self.truth:
@@ -77,7 +82,7 @@ class Comparison:
             res = self.results.get(est)
             if res is None:
                 continue
-            for name, value in res.params.items():
+            for name, value in self._shown(res):
                 for label, idx in flat_labels(name, value.shape):
                     rows.append({"estimator": est, "parameter": label, "variable": name,
                                  "estimate": float(value[idx]), "sd": float(res.sd[name][idx]),
@@ -139,8 +144,9 @@ class Comparison:
                 out[est] = {"params": {}, "sd": {}, "loglik": None, "converged": False, "n_iter": 0,
                             "time_s": {"compile": 0.0, "run": 0.0}, "error": self.errors.get(est)}
                 continue
-            out[est] = {"params": {k: _jsonable(v) for k, v in res.params.items()},
-                        "sd": {k: _jsonable(v) for k, v in res.sd.items()},
+            shown = [k for k, _ in self._shown(res)]
+            out[est] = {"params": {k: _jsonable(res.params[k]) for k in shown},
+                        "sd": {k: _jsonable(res.sd[k]) for k in shown},
                         "loglik": _jsonable(res.loglik), "converged": bool(res.converged), "n_iter": int(res.n_iter),
                         "time_s": {"compile": round(res.time_compile, 4), "run": round(res.time_run, 4)},
                         "error": None}
@@ -179,7 +185,8 @@ def compare(model, estimators=None, truth: dict | None = None, *, seed=0, progre
         if hooks is not None and hooks.align is not None:
             res = hooks.align(res, truth)
         results[name] = res
-    return Comparison(results=results, errors=errors, truth=truth, order=names)
+    return Comparison(results=results, errors=errors, truth=truth, order=names,
+                      public=hooks.public if hooks is not None else None)
 
 
 def _fmt(value, sd, digits):

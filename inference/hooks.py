@@ -28,7 +28,8 @@ class ModelHooks:
         optimisers, so both can start from the same point).
     mle_check : ``mle_check()`` raises when the likelihood has no (unique) maximum, before MLE or EM without priors
         start (for example: separated classes in a logistic regression).
-    align : ``align(params, reference) -> params``, relabels mixture components (to ``reference`` when given).
+    align : ``align(result, truth) -> result``, relabels mixture components (to ``truth`` when given).
+    public : the variable names a comparison shows (default: every free variable and deterministic).
     """
 
     name: str
@@ -37,6 +38,7 @@ class ModelHooks:
     init: Callable | None = None
     mle_check: Callable | None = None
     align: Callable | None = None
+    public: list | None = None
 
 
 def attach(model, hooks: ModelHooks):

@@ -6,12 +6,12 @@
 
 from __future__ import annotations
 
-from . import logistic, normal, poisson
+from . import gaussian_mixture, logistic, normal, poisson
 
-MODELS = {m.NAME: m for m in (normal, poisson, logistic)}
+MODELS = {m.NAME: m for m in (normal, poisson, logistic, gaussian_mixture)}
 EM_MODELS = tuple(MODELS)
 
-__all__ = ["MODELS", "EM_MODELS", "normal", "poisson", "logistic", "get"]
+__all__ = ["MODELS", "EM_MODELS", "normal", "poisson", "logistic", "gaussian_mixture", "get"]
 
 
 def get(name: str):

@@ -1,0 +1,689 @@
+"""Gaussian mixture in D >= 1 dimensions, component labels marginalised out: the classic example of EM.
+
+Declaration (``build``), K components::
+
+    w        ~ Dirichlet(w_prior * ones(K))                                   default w_prior = 2
+    D = 1:   mu    ~ Normal(mu_prior), shape K, ordered                        default Normal(mean(x), 10 sd(x))
+             sigma ~ HalfNormal(sigma_prior), shape K                          default HalfNormal(5 sd(x))
+             x_i   ~ NormalMixture(w, mu, sigma)
+    D >= 2:  mu_first ~ Normal(mu_prior), shape K, ordered   (first coordinate of the means)
+             mu_rest  ~ Normal(mu_prior), shape (K, D-1)
+             mu       = [mu_first, mu_rest]                                    deterministic, K x D
+             full:  chol_k ~ LKJCholeskyCov(eta=lkj_eta, sd_dist=HalfNormal(sigma_prior)), k = 0..K-1
+             diag:  sigma  ~ HalfNormal(sigma_prior), shape (K, D)
+             cov   = chol_k chol_k' or diag(sigma_k^2)                        deterministic, K x D x D
+             x_i   ~ Mixture(w, [MvNormal(mu_k, cov_k)])
+
+The default priors are centred on the data (column means, scales from the column sds), so they are weakly
+informative whatever the units. Components are ordered by the first coordinate of their mean (identifiability).
+Result names: ``w``, ``mu``, ``sigma`` (D = 1) and ``cov`` (D >= 2).
+
+Built-in example (the classic EM illustration): weights 0.3 / 0.7, means 0 / 5, sds 1 / 1.5, n = 300, seed 42.
+
+EM, in log space and by sufficient statistics. With the features F_i = [x_i x_i' (upper triangle), x_i, 1]:
+
+* E-step: log w_k + log N(x_i | mu_k, S_k) = F_i . c_k for a coefficient vector c_k built from (w_k, mu_k, S_k^-1),
+  so all N x K log densities are one matrix product; log r_ik = that minus its logsumexp over k (finite for any x).
+* M-step: r' F gives, in one matrix product, N_k = sum_i r_ik, sum_i r_ik x_i and sum_i r_ik x_i x_i';
+  w_k = N_k / N, mu_k = sum r x / N_k, S_k = sum r x x' / N_k - mu_k mu_k' + reg_covar I.
+  The data are centred first, so the last subtraction does not cancel digits away.
+* MAP M-step with the model's priors (ECM: each block maximised given the others, so still monotone): weights
+  (N_k + a - 1) / (N + K a - K); means from the Normal prior given the covariance; D = 1: sigma_k solves
+  s^4 / tau^2 + N_k s^2 - SS_k = 0 (HalfNormal(tau)); D >= 2: the covariance maximises
+  -N_k/2 log|S| - tr(S^-1 SS_k)/2 + log p(chol_k), the LKJ prior's log density taken from the PyMC model, by
+  L-BFGS from the current value (which never lowers the objective).
+
+A component whose covariance stops being positive definite after the ridge (it collapsed onto a few points) is an
+error naming the component, not a silent NaN.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pymc as pm
+import pytensor
+import pytensor.tensor as pt
+from pytensor.graph.replace import graph_replace
+from scipy import optimize, stats
+
+from inference.em import EMMath
+from inference.hooks import ModelHooks, attach
+
+from ._common import Example, check_k, data_of, dist_params, positive, simulate_from
+
+NAME = "gaussian_mixture"
+DESCRIPTION = "x ~ sum_k w_k Normal(mu_k, cov_k), 1-D or multivariate (0.3/0.7, means 0/5, sds 1/1.5, n=300)"
+OPTIONS = "--k K (components, default 2), --columns a,b,... (CSV; all numeric columns by default)"
+EXAMPLE_OPTIONS = ("k",)
+CSV_OPTIONS = ("k", "columns")
+TRUTH = {"w": np.array([0.3, 0.7]), "mu": np.array([0.0, 5.0]), "sigma": np.array([1.0, 1.5])}
+EXAMPLE_N = 300
+EXAMPLE_SEED = 42
+COVARIANCE_TYPES = ("full", "diag")
+
+__all__ = ["build", "simulate", "example", "from_frame", "em_math", "kmeans_plus_plus", "estimate_log_prob",
+           "sufficient_statistics", "em_fit", "NAME"]
+
+
+# ------------------------------------------------------------------------------------------------ input checks
+def check_data(X, name: str = "X", columns=None) -> np.ndarray:
+    """Observations as a float (n, D) array; ValueError naming ``name`` on NaN rows, constant columns, ..."""
+    try:
+        X = np.asarray(X, dtype=float)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name}: expected numeric observations") from None
+    if X.ndim == 1:
+        X = X[:, None]
+    if X.ndim != 2 or X.shape[1] < 1:
+        raise ValueError(f"{name}: expected a 1-D array or a 2-D array (rows, dimensions), got shape {X.shape}")
+    if X.shape[0] == 0:
+        raise ValueError(f"{name}: expected at least one observation, got none")
+    cols = list(columns) if columns is not None else [f"column {j}" for j in range(X.shape[1])]
+    bad = ~np.isfinite(X).all(axis=1)
+    if bad.any():
+        raise ValueError(f"{name}: expected finite values, {int(bad.sum())} rows have NaN or inf "
+                         f"(first: row {int(np.flatnonzero(bad)[0])})")
+    if X.shape[0] > 1:
+        const = np.flatnonzero(np.ptp(X, axis=0) == 0)
+        if const.size:
+            raise ValueError(f"{name}: {cols[const[0]]} is constant (a mixture cannot be fitted along it)")
+    return X
+
+
+def _distinct_rows(X) -> int:
+    return int(np.unique(X, axis=0).shape[0])
+
+
+# ------------------------------------------------------------------------------------------------ the model
+def build(X, k: int = 2, *, covariance_type: str = "full", w_prior: float = 2.0, mu_prior=None, sigma_prior=None,
+          lkj_eta: float = 2.0, columns=None, _initval: bool = True) -> pm.Model:
+    """The PyMC mixture model for observations ``X`` (n,) or (n, D).
+
+    Parameters
+    ----------
+    X : observations; a 1-D array is one dimension.
+    k : components (at most the number of distinct rows).
+    covariance_type : ``"full"`` (LKJ prior on each covariance) or ``"diag"``; D >= 2 only.
+    w_prior : symmetric Dirichlet concentration. Default 2.
+    mu_prior : (mean, sd) of the Normal prior on every mean coordinate (scalars or length D). Default
+        (column means, 10 x column sds).
+    sigma_prior : HalfNormal scale of the component sds (scalar or length D). Default 5 x column sds.
+    lkj_eta : LKJ concentration on each component's correlation matrix (D >= 2, full). Default 2.
+    """
+    X = check_data(X, columns=columns)
+    n, D = X.shape
+    k = check_k(k, _distinct_rows(X), "distinct points")
+    if covariance_type not in COVARIANCE_TYPES:
+        raise ValueError(f"covariance_type: expected 'full' or 'diag', got {covariance_type!r}")
+    a = positive(w_prior, "w_prior")
+    sd = X.std(axis=0) if n > 1 else np.ones(D)
+    if mu_prior is None:
+        m0, s0 = X.mean(axis=0), 10 * sd
+    else:
+        try:
+            m0, s0 = (np.broadcast_to(np.asarray(v, dtype=float), (D,)).copy() for v in mu_prior)
+        except (TypeError, ValueError):
+            raise ValueError(f"mu_prior: expected (mean, sd) as scalars or length-{D} arrays, got {mu_prior!r}") \
+                from None
+        if not np.all(np.isfinite(m0)) or not np.all(np.isfinite(s0) & (s0 > 0)):
+            raise ValueError("mu_prior: expected finite means and positive sds")
+    if sigma_prior is None:
+        tau = 5 * sd
+    else:
+        tau = np.broadcast_to(np.asarray(sigma_prior, dtype=float), (D,)).copy()
+        if not np.all(np.isfinite(tau) & (tau > 0)):
+            raise ValueError(f"sigma_prior: expected positive scales, got {sigma_prior!r}")
+    eta = positive(lkj_eta, "lkj_eta")
+    order = np.argsort(X[:, 0], kind="stable")
+    start = X[order[((np.arange(k) + 0.5) / k * n).astype(int)], 0] + 1e-6 * np.arange(k) * sd[0]
+    ordered = pm.distributions.transforms.ordered
+    with pm.Model(coords={"component": np.arange(k), "dim": np.arange(D), "dim_": np.arange(D)}) as model:
+        X_data = pm.Data("X", X[:, 0] if D == 1 else X)
+        w = pm.Dirichlet("w", a * np.ones(k), dims="component")
+        if D == 1:
+            mu = pm.Normal("mu", m0[0], s0[0], dims="component", transform=ordered if k > 1 else None,
+                           initval=start if (_initval and k > 1) else None)
+            sigma = pm.HalfNormal("sigma", tau[0], dims="component")
+            pm.NormalMixture("x", w=w, mu=mu, sigma=sigma, observed=X_data, shape=X_data.shape)
+        else:
+            mu_first = pm.Normal("mu_first", m0[0], s0[0], shape=k, transform=ordered if k > 1 else None,
+                                 initval=start if (_initval and k > 1) else None)
+            mu_rest = pm.Normal("mu_rest", m0[1:], s0[1:], shape=(k, D - 1))
+            mu = pm.Deterministic("mu", pt.concatenate([mu_first[:, None], mu_rest], axis=1),
+                                  dims=("component", "dim"))
+            if covariance_type == "full":
+                chols = []
+                for j in range(k):
+                    packed = pm.LKJCholeskyCov(f"chol_{j}", eta=eta, n=D,
+                                               sd_dist=pm.HalfNormal.dist(tau, shape=D), compute_corr=False)
+                    chols.append(pm.expand_packed_triangular(D, packed, lower=True))
+                L = pt.stack(chols)
+            else:
+                sig = pm.HalfNormal("sigma", tau, shape=(k, D))
+                L = sig[:, :, None] * pt.eye(D)[None, :, :]
+            pm.Deterministic("cov", L @ L.transpose(0, 2, 1), dims=("component", "dim", "dim_"))
+            comps = [pm.MvNormal.dist(mu=mu[j], chol=L[j]) for j in range(k)]
+            pm.Mixture("x", w=w, comp_dists=comps, observed=X_data, shape=X_data.shape)
+    options = {"k": k, "dims": D, "covariance_type": covariance_type if D > 1 else "full", "w_prior": a,
+               "mu_prior": (m0.tolist(), s0.tolist()), "sigma_prior": tau.tolist(), "lkj_eta": eta}
+    public = ["w", "mu", "sigma"] if D == 1 else ["w", "mu", "cov"]
+    return attach(model, ModelHooks(NAME, options, em_math=lambda prior: em_math(model, prior=prior),
+                                    init=lambda rng: _model_init(model, rng), align=align, public=public))
+
+
+def simulate(params, n: int = EXAMPLE_N, seed=EXAMPLE_SEED) -> np.ndarray:
+    """``n`` draws from the declaration with ``params`` fixed: ``w``, ``mu`` and ``sigma`` (1-D) or ``cov``."""
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
+        raise ValueError(f"n: expected a positive integer, got {n!r}")
+    mu = np.asarray(params["mu"], dtype=float)
+    k = mu.shape[0]
+    if mu.ndim == 1:
+        placeholder = np.linspace(-1, 1, max(n, k))[:n]
+        model = build(placeholder, k=k, _initval=False)
+        return simulate_from(model, {"w": params["w"], "mu": mu, "sigma": params["sigma"]}, "x", seed)
+    D = mu.shape[1]
+    cov = np.asarray(params["cov"], dtype=float)
+    placeholder = np.random.default_rng(0).standard_normal((max(n, k), D))[:n]
+    model = build(placeholder, k=k, _initval=False)
+    fixed = {"w": params["w"], "mu_first": mu[:, 0], "mu_rest": mu[:, 1:]}
+    for j in range(k):
+        fixed[f"chol_{j}"] = _pack(np.linalg.cholesky(cov[j]))
+    return simulate_from(model, fixed, "x", seed)
+
+
+def example(seed=EXAMPLE_SEED, k: int = 2) -> Example:
+    if k != 2:
+        raise ValueError(f"k: the built-in mixture example has k = 2 components, got {k}")
+    truth = {key: v.copy() for key, v in TRUTH.items()}
+    return Example(simulate(truth, EXAMPLE_N, seed), build_kwargs={"k": 2}, truth=truth)
+
+
+def from_frame(frame, *, k: int = 2, columns=None, source="csv") -> Example:
+    """The numeric columns (or ``columns``) of a DataFrame as the D-dimensional observations."""
+    import pandas as pd
+
+    if columns is None:
+        names = [c for c in frame.columns if pd.api.types.is_numeric_dtype(frame[c])]
+        if not names:
+            raise ValueError("--columns: the file has no numeric column")
+    else:
+        names = [c.strip() for c in columns.split(",")] if isinstance(columns, str) else list(columns)
+        for c in names:
+            if c not in frame.columns:
+                raise ValueError(f"--columns: no column {c!r} in the file")
+            if not pd.api.types.is_numeric_dtype(frame[c]):
+                raise ValueError(f"--columns: column {c!r} is not numeric")
+        if len(set(names)) != len(names):
+            raise ValueError("--columns: a column is named twice")
+    X = check_data(frame[names].to_numpy(dtype=float), "--data", columns=[f"column {c!r}" for c in names])
+    check_k(k, _distinct_rows(X), "distinct points")
+    return Example(X[:, 0] if X.shape[1] == 1 else X, build_kwargs={"k": k}, source=source)
+
+
+# ------------------------------------------------------------------------------------------------ packing
+def _pack(L) -> np.ndarray:
+    return L[np.tril_indices(L.shape[0])]
+
+
+def _unpack(v, D) -> np.ndarray:
+    L = np.zeros((D, D))
+    L[np.tril_indices(D)] = v
+    return L
+
+
+# ------------------------------------------------------------------------------------------------ EM building blocks
+def quadratic_features(X) -> np.ndarray:
+    """Features as rows, shape (D(D+1)/2 + D + 1, N): [x x' (upper triangle, row-major); x; 1].
+
+    Stored component-major so that every reduction over the K components below runs along contiguous rows of
+    length N (reducing over a short last axis is several times slower in NumPy).
+    """
+    n, D = X.shape
+    iu = np.triu_indices(D)
+    FT = np.empty((iu[0].size + D + 1, n))
+    np.multiply(X[:, iu[0]].T, X[:, iu[1]].T, out=FT[: iu[0].size])
+    FT[iu[0].size: iu[0].size + D] = X.T
+    FT[-1] = 1.0
+    return FT
+
+
+def _coefficients(w, mu, cov) -> np.ndarray:
+    """C (K, len F) with C[k] . F_i = log w_k + log N(x_i | mu_k, cov_k)."""
+    K, D = mu.shape
+    iu = np.triu_indices(D)
+    C = np.empty((K, iu[0].size + D + 1))
+    for k in range(K):
+        L = np.linalg.cholesky(cov[k])
+        Linv = np.linalg.solve(L, np.eye(D))
+        P = Linv.T @ Linv
+        Q = -0.5 * P * (2 - np.eye(D))  # off-diagonal entries appear once in the upper triangle: count them twice
+        C[k, : iu[0].size] = Q[iu]
+        Pm = P @ mu[k]
+        C[k, iu[0].size: iu[0].size + D] = Pm
+        C[k, -1] = (np.log(w[k]) - 0.5 * D * np.log(2 * np.pi) - np.sum(np.log(np.diag(L)))
+                    - 0.5 * mu[k] @ Pm)
+    return C
+
+
+def estimate_log_prob(FT, w, mu, cov) -> np.ndarray:
+    """K x N matrix of log w_k + log N(x_i | mu_k, cov_k): one matrix product of the features."""
+    return _coefficients(w, mu, cov) @ FT
+
+
+def log_responsibilities(log_prob):
+    """(row-wise logsumexp (N,), responsibilities (K, N)) from the K x N log densities, in log space: finite for
+    a point however far from every component. ``log_prob`` is overwritten."""
+    m = log_prob.max(axis=0)
+    log_prob -= m
+    np.exp(log_prob, out=log_prob)
+    s = log_prob.sum(axis=0)
+    log_prob /= s
+    return m + np.log(s), log_prob
+
+
+def sufficient_statistics(FT, resp, D):
+    """N_k, sum_i r_ik x_i and sum_i r_ik x_i x_i' from one product r F (resp is K x N)."""
+    S = resp @ FT.T
+    K = S.shape[0]
+    iu = np.triu_indices(D)
+    nk = S[:, -1]
+    sx = S[:, iu[0].size: iu[0].size + D]
+    sxx = np.zeros((K, D, D))
+    sxx[:, iu[0], iu[1]] = S[:, : iu[0].size]
+    sxx[:, iu[1], iu[0]] = S[:, : iu[0].size]
+    return nk, sx, sxx
+
+
+def kmeans_plus_plus(X, k, rng) -> np.ndarray:
+    """k centres chosen by k-means++ seeding (Arthur & Vassilvitskii 2007)."""
+    n = X.shape[0]
+    centres = [X[rng.integers(n)]]
+    d2 = np.sum((X - centres[0]) ** 2, axis=1)
+    for _ in range(1, k):
+        total = d2.sum()
+        idx = rng.choice(n, p=d2 / total) if total > 0 else rng.integers(n)
+        centres.append(X[idx])
+        d2 = np.minimum(d2, np.sum((X - X[idx]) ** 2, axis=1))
+    return np.asarray(centres)
+
+
+def init_from_centres(X, centres, reg_covar, covariance_type="full") -> dict:
+    """Parameters of the hard assignment of every point to its nearest centre."""
+    n, D = X.shape
+    K = len(centres)
+    d2 = ((X[:, None, :] - centres[None, :, :]) ** 2).sum(axis=2) if n * K * D < 5e7 else \
+        np.stack([((X - c) ** 2).sum(axis=1) for c in centres], axis=1)
+    labels = np.argmin(d2, axis=1)
+    w, mu, cov = np.empty(K), np.empty((K, D)), np.empty((K, D, D))
+    overall = np.cov(X.T).reshape(D, D) if n > 1 else np.eye(D)
+    for k in range(K):
+        pts = X[labels == k]
+        w[k] = max(len(pts), 1) / n
+        mu[k] = pts.mean(axis=0) if len(pts) else centres[k]
+        c = np.cov(pts.T).reshape(D, D) if len(pts) > D else overall
+        if covariance_type == "diag":
+            c = np.diag(np.diag(c))
+        cov[k] = c + (reg_covar + 1e-6 * np.trace(overall) / D) * np.eye(D)
+    return {"w": w / w.sum(), "mu": mu, "cov": cov}
+
+
+def em_fit(X, k, *, rng=None, init=None, reg_covar=1e-6, covariance_type="full", tol=1e-10, max_iter=500):
+    """Plain maximum-likelihood EM on an array, no PyMC model (the image segmentation and benchmarks use it).
+
+    Returns (params, log-likelihood trace, responsibilities (N x K) at the final parameters).
+    """
+    X = np.asarray(X, dtype=float)
+    X = X[:, None] if X.ndim == 1 else X
+    shift = X.mean(axis=0)
+    Xc = X - shift
+    F = quadratic_features(Xc)
+    rng = np.random.default_rng(0) if rng is None else rng
+    if init is None:
+        p = init_from_centres(Xc, kmeans_plus_plus(Xc, k, rng), reg_covar, covariance_type)
+    else:
+        p = _check_params(init, k, X.shape[1], "init")
+        p = {"w": p["w"], "mu": p["mu"] - shift, "cov": p["cov"]}
+    trace = []
+    lse, resp = log_responsibilities(estimate_log_prob(F, p["w"], p["mu"], p["cov"]))
+    trace.append(lse.sum())
+    for _ in range(max_iter):
+        p = _m_step(F, resp, X.shape[1], reg_covar, covariance_type)
+        lse, resp = log_responsibilities(estimate_log_prob(F, p["w"], p["mu"], p["cov"]))
+        trace.append(lse.sum())
+        if trace[-1] - trace[-2] <= tol * abs(trace[-1]):
+            break
+    return {"w": p["w"], "mu": p["mu"] + shift, "cov": p["cov"]}, np.array(trace), resp.T
+
+
+def _m_step(F, resp, D, reg_covar, covariance_type):
+    nk, sx, sxx = sufficient_statistics(F, resp, D)
+    if np.any(nk < 10 * np.finfo(float).eps * resp.shape[1]):
+        j = int(np.argmin(nk))
+        raise FloatingPointError(f"EM: component {j} lost all its points (empty component); "
+                                 "use fewer components or a different start")
+    mu = sx / nk[:, None]
+    cov = sxx / nk[:, None, None] - mu[:, :, None] * mu[:, None, :]
+    if covariance_type == "diag":
+        cov = cov * np.eye(D)[None]
+    cov += reg_covar * np.eye(D)[None]
+    _check_collapse(cov)
+    return {"w": nk / nk.sum(), "mu": mu, "cov": cov}
+
+
+def _check_collapse(cov):
+    for j, c in enumerate(cov):
+        try:
+            np.linalg.cholesky(c)
+        except np.linalg.LinAlgError:
+            raise FloatingPointError(f"EM: component {j} collapsed (its covariance is singular even with the "
+                                     "reg_covar ridge); increase reg_covar, use fewer components, or MAP-EM")
+
+
+def _check_params(p, K, D, name):
+    try:
+        w = np.asarray(p["w"], dtype=float)
+        mu = np.asarray(p["mu"], dtype=float).reshape(K, D) if np.size(p["mu"]) == K * D else None
+        cov = np.asarray(p["cov"], dtype=float)
+    except KeyError as exc:
+        raise ValueError(f"{name}: expected values for w, mu and cov (or sigma), missing {exc.args[0]}") from None
+    if w.shape != (K,) or np.any(w <= 0) or not np.isclose(w.sum(), 1.0):
+        raise ValueError(f"{name}: expected w as {K} positive weights summing to 1, got shape {w.shape}")
+    if mu is None or not np.all(np.isfinite(mu)):
+        raise ValueError(f"{name}: expected mu with shape ({K}, {D}) (or ({K},) in 1-D), got shape "
+                         f"{np.shape(p['mu'])}")
+    if cov.shape != (K, D, D):
+        raise ValueError(f"{name}: expected cov with shape ({K}, {D}, {D}), got shape {cov.shape}")
+    for j in range(K):
+        if not np.allclose(cov[j], cov[j].T) or np.any(np.linalg.eigvalsh(cov[j]) <= 0):
+            raise ValueError(f"{name}: the initial covariance of component {j} is not positive definite")
+    return {"w": w, "mu": mu, "cov": cov}
+
+
+# ------------------------------------------------------------------------------------------------ EM on the model
+def _layout(model):
+    X = data_of(model, "X")
+    X = X[:, None] if X.ndim == 1 else X
+    K = int(model["w"].type.shape[0])
+    D = X.shape[1]
+    diag = D > 1 and "sigma" in model.named_vars
+    return X, K, D, diag
+
+
+def _model_init(model, rng) -> dict:
+    """Start shared by EM and the optimisers: k-means++ centres, then the hard-assignment parameters."""
+    X, K, D, diag = _layout(model)
+    shift = X.mean(axis=0)
+    p = init_from_centres(X - shift, kmeans_plus_plus(X - shift, K, rng), 1e-6, "diag" if diag else "full")
+    p["mu"] = p["mu"] + shift
+    return _to_model(_order(_public(p, D)), D, diag)
+
+
+def _public(p, D) -> dict:
+    if D == 1:
+        return {"w": p["w"], "mu": p["mu"][:, 0], "sigma": np.sqrt(p["cov"][:, 0, 0])}
+    return {"w": p["w"], "mu": p["mu"], "cov": p["cov"]}
+
+
+def _internal(p, D) -> dict:
+    if D == 1:
+        mu = np.asarray(p["mu"], dtype=float).reshape(-1, 1)
+        return {"w": np.asarray(p["w"], dtype=float), "mu": mu,
+                "cov": (np.asarray(p["sigma"], dtype=float) ** 2)[:, None, None]}
+    return {"w": np.asarray(p["w"], dtype=float), "mu": np.asarray(p["mu"], dtype=float),
+            "cov": np.asarray(p["cov"], dtype=float)}
+
+
+def _order(p) -> dict:
+    mu = np.asarray(p["mu"])
+    idx = np.argsort(mu if mu.ndim == 1 else mu[:, 0], kind="stable")
+    return {key: np.asarray(v)[idx] for key, v in p.items()}
+
+
+def _to_model(p, D, diag) -> dict:
+    """The model's free-variable values for public parameters."""
+    if D == 1:
+        return dict(p)
+    out = {"w": p["w"], "mu_first": p["mu"][:, 0], "mu_rest": p["mu"][:, 1:]}
+    if diag:
+        out["sigma"] = np.sqrt(np.diagonal(p["cov"], axis1=1, axis2=2))
+    else:
+        for j, c in enumerate(p["cov"]):
+            out[f"chol_{j}"] = _pack(np.linalg.cholesky(c))
+    return out
+
+
+def em_math(model: pm.Model, *, prior: bool, reg_covar: float = 1e-6) -> EMMath:
+    """EM steps for the model's data and, with ``prior``, its Dirichlet / Normal / scale / LKJ priors."""
+    X, K, D, diag = _layout(model)
+    n = X.shape[0]
+    shift = X.mean(axis=0)
+    F = quadratic_features(X - shift)
+    ctype = "diag" if diag else "full"
+    cache = {}
+
+    def e_step(p):
+        key = id(p)
+        if key not in cache:
+            q = _internal(p, D)
+            lse, resp = log_responsibilities(estimate_log_prob(F, q["w"], q["mu"] - shift, q["cov"]))
+            cache.clear()
+            cache[key] = (p, float(lse.sum()), resp)
+        return cache[key]
+
+    def loglik(p):
+        return e_step(p)[1]
+
+    if prior:
+        a = dist_params(model, "w", "dirichlet")[0]
+        if D == 1:
+            m0, s0 = (float(np.ravel(v)[0]) for v in dist_params(model, "mu", "normal"))
+            m0, s0 = np.array([m0]), np.array([s0])
+            tau = float(np.ravel(dist_params(model, "sigma", "halfnormal")[1])[0])
+        else:
+            mf, sf = dist_params(model, "mu_first", "normal")
+            mr, sr = dist_params(model, "mu_rest", "normal")
+            m0 = np.concatenate([[float(np.ravel(mf)[0])], np.broadcast_to(mr, (K, D - 1))[0]])
+            s0 = np.concatenate([[float(np.ravel(sf)[0])], np.broadcast_to(sr, (K, D - 1))[0]])
+            if diag:
+                tau_d = np.broadcast_to(dist_params(model, "sigma", "halfnormal")[1], (K, D))[0]
+            else:
+                chol_prior = [_chol_prior_fn(model, f"chol_{j}", D) for j in range(K)]
+
+    def step(p):
+        _, _, resp = e_step(p)
+        if not prior:
+            new = _m_step(F, resp, D, reg_covar, ctype)
+            new["mu"] = new["mu"] + shift
+            return _public(new, D)
+        nk, sx, sxx = sufficient_statistics(F, resp, D)  # in centred coordinates
+        w = (nk + a - 1.0) / (n + a.sum() - K)
+        q = _internal(p, D)
+        m0c = m0 - shift
+        mu, cov = np.empty((K, D)), np.empty((K, D, D))
+        for j in range(K):
+            P = np.linalg.inv(q["cov"][j])
+            A = nk[j] * P + np.diag(1 / s0**2)
+            mc = np.linalg.solve(A, P @ sx[j] + m0c / s0**2)
+            mu[j] = mc + shift
+            ss = sxx[j] - np.outer(mc, sx[j]) - np.outer(sx[j], mc) + nk[j] * np.outer(mc, mc)
+            if D == 1:
+                s2 = 2 * ss[0, 0] / (nk[j] + np.sqrt(nk[j] ** 2 + 4 * ss[0, 0] / tau**2))
+                cov[j] = [[s2]]
+            elif diag:
+                d = np.diag(ss)
+                cov[j] = np.diag(2 * d / (nk[j] + np.sqrt(nk[j] ** 2 + 4 * d / tau_d**2)))
+            else:
+                cov[j] = _lkj_m_step(chol_prior[j], q["cov"][j], nk[j], ss, D)
+        _check_collapse(cov)
+        return _public({"w": w, "mu": mu, "cov": cov}, D)
+
+    def log_prior(p):
+        q = _internal(p, D)
+        lp = float(stats.dirichlet.logpdf(q["w"], a))
+        lp += float(np.sum(stats.norm.logpdf(q["mu"], m0[None, :], s0[None, :])))
+        if D == 1:
+            lp += float(np.sum(stats.halfnorm.logpdf(np.sqrt(q["cov"][:, 0, 0]), scale=tau)))
+        elif diag:
+            lp += float(np.sum(stats.halfnorm.logpdf(np.sqrt(np.diagonal(q["cov"], axis1=1, axis2=2)),
+                                                     scale=tau_d[None, :])))
+        else:
+            for j in range(K):
+                lp += chol_prior[j](_pack(np.linalg.cholesky(q["cov"][j])))[0]
+        return lp
+
+    def check_init(p):
+        if D == 1 and "sigma" in p:
+            p = dict(p, cov=(np.asarray(p["sigma"], dtype=float) ** 2).reshape(K, 1, 1))
+        q = _check_params(p, K, D, "init")
+        return _order(_public(q, D))
+
+    def extras(p):
+        return {"responsibilities": e_step(p)[2].T}
+
+    return EMMath(init=lambda rng: _public_from_model(_model_init(model, rng), D), step=step, loglik=loglik,
+                  log_prior=log_prior if prior else None, check_init=check_init,
+                  to_model=lambda p: _to_model(p, D, diag), extras=extras, order=_order)
+
+
+def _public_from_model(m, D) -> dict:
+    if D == 1:
+        return dict(m)
+    mu = np.column_stack([m["mu_first"], m["mu_rest"]])
+    K = mu.shape[0]
+    if "sigma" in m:
+        cov = np.stack([np.diag(s**2) for s in m["sigma"]])
+    else:
+        cov = np.stack([_unpack(m[f"chol_{j}"], D) @ _unpack(m[f"chol_{j}"], D).T for j in range(K)])
+    return {"w": m["w"], "mu": mu, "cov": cov}
+
+
+def _chol_prior_fn(model, name, D):
+    """f(packed chol) -> (log prior density without Jacobian, gradient w.r.t. the packed entries), from PyMC."""
+    rv = model[name]
+    x = pt.vector(name + "_packed", dtype="float64")
+    value = model.rvs_to_values[rv]
+    logp = model.logp(vars=[rv], jacobian=False)
+    tr = model.rvs_to_transforms.get(rv)
+    u = tr.forward(x, *rv.owner.inputs) if tr is not None else x
+    expr = graph_replace(logp, {value: u}, strict=False)
+    fn = pytensor.function([x], [expr, pt.grad(expr, x)])
+    return lambda v: tuple(np.asarray(o, dtype=float) for o in fn(np.asarray(v, dtype=float)))
+
+
+def _lkj_m_step(prior_fn, cov_now, nk, ss, D):
+    """argmax over cov of -nk/2 log|cov| - tr(cov^-1 ss)/2 + log p(chol(cov)), by L-BFGS from the current cov."""
+    tril = np.tril_indices(D)
+    diag_pos = np.array([i for i, (r, c) in enumerate(zip(*tril)) if r == c])
+
+    def unpack_u(u):
+        v = u.copy()
+        v[diag_pos] = np.exp(u[diag_pos])
+        return v
+
+    def f(u):
+        v = unpack_u(u)
+        L = _unpack(v, D)
+        Linv = np.linalg.solve(L, np.eye(D))
+        Sinv = Linv.T @ Linv
+        val = -nk * np.sum(np.log(np.diag(L))) - 0.5 * np.sum(Sinv * ss)
+        G = -nk * Linv.T + Sinv @ ss @ Sinv @ L  # d/dL of the expected complete-data log-likelihood
+        lp, glp = prior_fn(v)
+        g = G[tril] + glp
+        g[diag_pos] *= v[diag_pos]
+        return -(val + lp), -g
+
+    u0 = _pack(np.linalg.cholesky(cov_now))
+    u0[diag_pos] = np.log(u0[diag_pos])
+    res = optimize.minimize(f, u0, jac=True, method="L-BFGS-B", options={"maxiter": 500, "gtol": 1e-12,
+                                                                          "ftol": 1e-15})
+    u = res.x if res.fun <= f(u0)[0] else u0
+    L = _unpack(unpack_u(u), D)
+    return L @ L.T
+
+
+# ------------------------------------------------------------------------------------------------ alignment
+def align(result, truth=None):
+    """Relabel the components of ``result``: to ``truth`` by optimal matching of the means when given, else by the
+    first coordinate of the mean. Permutes ``w``, ``mu``, ``sigma``, ``cov`` and their sds and draws."""
+    from dataclasses import replace
+
+    from scipy.optimize import linear_sum_assignment
+
+    mu = np.asarray(result.params["mu"])
+    first = mu if mu.ndim == 1 else mu[:, 0]
+    if truth is not None and "mu" in truth:
+        t = np.asarray(truth["mu"], dtype=float)
+        cost = ((mu.reshape(len(first), -1)[:, None, :] - t.reshape(len(first), -1)[None, :, :]) ** 2).sum(axis=2)
+        rows, cols = linear_sum_assignment(cost)
+        perm = rows[np.argsort(cols)]
+    else:
+        perm = np.argsort(first, kind="stable")
+    if np.array_equal(perm, np.arange(len(perm))):
+        return result
+    names = [n for n in ("w", "mu", "sigma", "cov") if n in result.params]
+    params = dict(result.params)
+    sd = dict(result.sd)
+    for n in names:
+        params[n] = params[n][perm]
+        sd[n] = sd[n][perm]
+    draws = None
+    if result.draws is not None:
+        draws = dict(result.draws)
+        for n in names:
+            if n in draws:
+                draws[n] = draws[n][:, :, perm]
+    return replace(result, params=params, sd=sd, draws=draws)
+
+
+# ------------------------------------------------------------------------------------------------ figures
+def density(params: dict, grid: np.ndarray) -> np.ndarray:
+    """The fitted 1-D mixture density on ``grid``."""
+    w, mu, sigma = (np.asarray(params[k], dtype=float) for k in ("w", "mu", "sigma"))
+    return np.sum(w[None, :] * stats.norm.pdf(grid[:, None], mu[None, :], sigma[None, :]), axis=1)
+
+
+def em_panels(x, path, truth=None, iterations=(0, 1, 2, 5, 10, 20)) -> "matplotlib.figure.Figure":
+    """EM's first iterations as panels: the histogram and the mixture at each iteration (1-D)."""
+    import matplotlib.pyplot as plt
+
+    its = [i for i in iterations if i < len(path)]
+    fig, axes = plt.subplots(1, len(its), figsize=(2.6 * len(its), 2.6), sharey=True)
+    axes = np.atleast_1d(axes)
+    grid = np.linspace(x.min() - 1, x.max() + 1, 300)
+    for ax, i in zip(axes, its):
+        p = path[i]
+        ax.hist(x, bins=30, density=True, color="0.85")
+        for j in range(len(p["w"])):
+            ax.plot(grid, p["w"][j] * stats.norm.pdf(grid, p["mu"][j], p["sigma"][j]), lw=1)
+        ax.plot(grid, density(p, grid), "k", lw=1.2)
+        ax.set_title(f"iteration {i}", fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def figures(example, comparison, folder) -> list[str]:
+    """EM's first iterations as panels (1-D examples)."""
+    import os
+
+    import matplotlib.pyplot as plt
+
+    from inference import em
+
+    data = np.asarray(example.data)
+    if data.ndim != 1 or "em" not in comparison.results:
+        return []
+    model = build(data, **example.build_kwargs)
+    res = em(model, keep_path=True, seed=0, init=_first_start(model))
+    fig = em_panels(data, res.info["path"])
+    fig.savefig(os.path.join(folder, "em_iterations.png"), dpi=90)
+    plt.close(fig)
+    return ["em_iterations.png"]
+
+
+def _first_start(model):
+    """A deliberately poor start (both components on the left) so the panels show EM at work."""
+    X, K, D, _ = _layout(model)
+    x = X[:, 0]
+    q = np.quantile(x, np.linspace(0.05, 0.3, K))
+    return {"w": np.full(K, 1.0 / K), "mu": q, "sigma": np.full(K, x.std())}
+
