@@ -37,16 +37,25 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--k", type=int, default=None, help="number of mixture components")
     c.add_argument("--target", default=None, help="logistic: the CSV column holding the two classes")
     c.add_argument("--features", default=None, help="logistic: comma-separated feature columns (default: all numeric)")
+    c.add_argument("--columns", default=None, help="gaussian_mixture, missing_data: comma-separated CSV columns")
     c.add_argument("--standardize", action="store_true", default=None,
                    help="logistic: fit on standardised features, report coefficients on the original scale")
     c.add_argument("--seed", type=int, default=0, help="seed of the estimators' randomness (default 0)")
     c.add_argument("--json", default=None, metavar="PATH", help="write every run's results as JSON")
     c.add_argument("--out", default=None, metavar="DIR", help="write figures (and the JSON if --json is not given)")
     c.add_argument("--quiet", action="store_true", help="no progress bars or per-start lines")
+    g = sub.add_parser("segment", help="segment an image with a Gaussian mixture fitted by EM to its Lab colours")
+    g.add_argument("--image", default="astronaut", help="'astronaut' (shipped with scikit-image) or an image file")
+    g.add_argument("--k", type=int, default=5, help="number of segments (default 5)")
+    g.add_argument("--seed", type=int, default=0, help="seed of the k-means++ start (default 0)")
+    g.add_argument("--max-iter", type=int, default=200, help="EM iterations at most (default 200)")
+    g.add_argument("--out", default="runs/segment", metavar="DIR", help="folder for segmented.png")
     return p
 
 
 def main(argv=None) -> int:
+    # PyTensor's C backend (used for a few ops the Numba backend lacks) warns once that it found no BLAS: noise here.
+    warnings.filterwarnings("ignore", message="PyTensor could not link to a BLAS", category=UserWarning)
     try:
         return _main(sys.argv[1:] if argv is None else list(argv))
     except UsageError as exc:
@@ -56,6 +65,9 @@ def main(argv=None) -> int:
         message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         print(f"zoo: error: {message}", file=sys.stderr)
         return 2
+    except (FloatingPointError, RuntimeError) as exc:  # the algorithm failed on valid input (e.g. a collapse)
+        print(f"zoo: failed: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("zoo: interrupted", file=sys.stderr)
         return 130
@@ -65,6 +77,8 @@ def _main(argv) -> int:
     args = _parser().parse_args(argv)
     if args.command == "list":
         return _list()
+    if args.command == "segment":
+        return _segment(args)
     return _compare(args)
 
 
@@ -84,14 +98,14 @@ def _plan(args):
 
     from .compare import parse_estimators
 
-    estimators = parse_estimators(args.estimators)
+    estimators = parse_estimators(args.estimators) if args.estimators is not None else None
     if args.seed < 0:
         raise UsageError(f"--seed: expected a non-negative integer, got {args.seed}")
     if len(set(args.models)) != len(args.models):
         raise UsageError("MODEL: a model is named twice")
     modules = [models.get(name) for name in args.models]
     frame = read_csv(args.data) if args.data is not None else None
-    given = {opt: getattr(args, opt) for opt in ("column", "k", "target", "features", "standardize")
+    given = {opt: getattr(args, opt) for opt in ("column", "columns", "k", "target", "features", "standardize")
              if getattr(args, opt, None) is not None}
     plans = []
     for mod in modules:
@@ -106,17 +120,13 @@ def _plan(args):
         else:
             example = mod.example(**kwargs)
         if hasattr(mod, "check_plan"):
-            mod.check_plan(example, estimators)
+            mod.check_plan(example, estimators or parse_estimators(None))
         model = mod.build(*example.args, **example.build_kwargs)
         plans.append((mod, example, model))
-    for path, what in ((args.json, "--json"), (args.out, "--out")):
-        if path is not None:
-            parent = os.path.dirname(os.path.abspath(path)) if what == "--json" else os.path.abspath(path)
-            probe = parent
-            while not os.path.exists(probe):
-                probe = os.path.dirname(probe)
-            if not os.path.isdir(probe) or not os.access(probe, os.W_OK):
-                raise UsageError(f"{what}: cannot write under {path}")
+    if args.json is not None:
+        _check_writable(os.path.dirname(os.path.abspath(args.json)), "--json")
+    if args.out is not None:
+        _check_writable(args.out, "--out")
     return estimators, plans
 
 
@@ -148,6 +158,40 @@ def _compare(args) -> int:
     for path in written:
         print(f"wrote {path}")
     return 0
+
+
+def _segment(args) -> int:
+    from models import gaussian_mixture as gm
+
+    if args.seed < 0:
+        raise UsageError(f"--seed: expected a non-negative integer, got {args.seed}")
+    if args.max_iter < 1:
+        raise UsageError(f"--max-iter: expected a positive integer, got {args.max_iter}")
+    if args.k < 1:
+        raise UsageError(f"--k: expected a positive number of components, got {args.k}")
+    _check_writable(args.out, "--out")
+    rgb = gm.load_image(args.image)
+    print(f"segmenting {args.image} ({rgb.shape[1]} x {rgb.shape[0]} pixels) into {args.k} colours with EM",
+          flush=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        seg = gm.segment(rgb, args.k, seed=args.seed, max_iter=args.max_iter, progress=True)
+    res = seg["result"]
+    print(f"EM: {res.n_iter} iterations, log-likelihood {res.loglik:.6f}, converged {res.converged}, "
+          f"{res.time_run:.2f} s")
+    from .report import write_segmentation
+
+    path = write_segmentation(args.out, rgb, seg["segmented"], title=f"{args.image}: EM, K = {args.k}")
+    print(f"wrote {path}")
+    return 0
+
+
+def _check_writable(path, what):
+    probe = os.path.abspath(path)
+    while not os.path.exists(probe):
+        probe = os.path.dirname(probe)
+    if not os.path.isdir(probe) or not os.access(probe, os.W_OK):
+        raise UsageError(f"{what}: cannot write under {path}")
 
 
 def _options_text(model) -> str:

@@ -155,7 +155,7 @@ class Comparison:
 
 def compare(model, estimators=None, truth: dict | None = None, *, seed=0, progress: bool = False,
             options: dict | None = None, raise_errors: bool = False) -> Comparison:
-    """Run ``estimators`` (default: all of ``ESTIMATORS``) on ``model``.
+    """Run ``estimators`` (default: the model's own default list, else all of ``ESTIMATORS``) on ``model``.
 
     Every estimator's observed-data log-likelihood is evaluated by the same compiled PyMC function. Mixture
     components are aligned (to ``truth`` when given) through the model's hooks, so label switching never shows as
@@ -164,6 +164,9 @@ def compare(model, estimators=None, truth: dict | None = None, *, seed=0, progre
 
     ``options`` maps an estimator name to extra keyword arguments for it.
     """
+    hooks = hooks_for(model)
+    if estimators is None and hooks is not None and hooks.estimators is not None:
+        estimators = hooks.estimators
     names = parse_estimators(estimators)
     options = dict(options or {})
     unknown = set(options) - set(ESTIMATORS)
@@ -171,7 +174,6 @@ def compare(model, estimators=None, truth: dict | None = None, *, seed=0, progre
         raise ValueError(f"options: unknown estimator {sorted(unknown)[0]!r}")
     rng = as_generator(seed)
     seeds = {n: int(s) for n, s in zip(ESTIMATORS, rng.integers(0, 2**31 - 1, size=len(ESTIMATORS)))}
-    hooks = hooks_for(model)
     results, errors = {}, {}
     for name in names:
         try:

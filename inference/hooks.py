@@ -30,6 +30,7 @@ class ModelHooks:
         start (for example: separated classes in a logistic regression).
     align : ``align(result, truth) -> result``, relabels mixture components (to ``truth`` when given).
     public : the variable names a comparison shows (default: every free variable and deterministic).
+    estimators : the estimators a comparison runs by default on this model (default: all).
     """
 
     name: str
@@ -39,6 +40,7 @@ class ModelHooks:
     mle_check: Callable | None = None
     align: Callable | None = None
     public: list | None = None
+    estimators: tuple | None = None
 
 
 def attach(model, hooks: ModelHooks):

@@ -163,3 +163,28 @@ def figures(mod, example, comparison, folder) -> list[str]:
     if hasattr(mod, "figures"):
         out += mod.figures(example, comparison, folder)
     return out
+
+
+def write_segmentation(out_dir, original, segmented, title="") -> str:
+    """The original and the segmented image side by side, as ``out_dir/segmented.png`` (written atomically)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    os.makedirs(out_dir, exist_ok=True)
+    fig, axes = plt.subplots(1, 2, figsize=(10, 5.2))
+    for ax, img, name in zip(axes, (original, segmented), ("original", "segmented")):
+        ax.imshow(np.clip(img, 0, 1))
+        ax.set_title(name)
+        ax.axis("off")
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    fd, tmp = tempfile.mkstemp(prefix=".zoo-", suffix=".png", dir=out_dir)
+    os.close(fd)
+    fig.savefig(tmp, dpi=100)
+    plt.close(fig)
+    path = os.path.join(out_dir, "segmented.png")
+    os.replace(tmp, path)
+    return path

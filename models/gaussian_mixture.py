@@ -60,6 +60,8 @@ TRUTH = {"w": np.array([0.3, 0.7]), "mu": np.array([0.0, 5.0]), "sigma": np.arra
 EXAMPLE_N = 300
 EXAMPLE_SEED = 42
 COVARIANCE_TYPES = ("full", "diag")
+# NUTS on a multivariate mixture is slow and label-switching-prone; it runs on request (--estimators) only.
+DEFAULT_ESTIMATORS_MULTIVARIATE = ("mle", "map", "em", "map_em", "advi", "fullrank_advi")
 
 __all__ = ["build", "simulate", "example", "from_frame", "em_math", "kmeans_plus_plus", "estimate_log_prob",
            "sufficient_statistics", "em_fit", "NAME"]
@@ -156,7 +158,7 @@ def build(X, k: int = 2, *, covariance_type: str = "full", w_prior: float = 2.0,
                 for j in range(k):
                     packed = pm.LKJCholeskyCov(f"chol_{j}", eta=eta, n=D,
                                                sd_dist=pm.HalfNormal.dist(tau, shape=D), compute_corr=False)
-                    chols.append(pm.expand_packed_triangular(D, packed, lower=True))
+                    chols.append(pm.math.expand_packed_triangular(D, packed, lower=True))
                 L = pt.stack(chols)
             else:
                 sig = pm.HalfNormal("sigma", tau, shape=(k, D))
@@ -167,8 +169,9 @@ def build(X, k: int = 2, *, covariance_type: str = "full", w_prior: float = 2.0,
     options = {"k": k, "dims": D, "covariance_type": covariance_type if D > 1 else "full", "w_prior": a,
                "mu_prior": (m0.tolist(), s0.tolist()), "sigma_prior": tau.tolist(), "lkj_eta": eta}
     public = ["w", "mu", "sigma"] if D == 1 else ["w", "mu", "cov"]
-    return attach(model, ModelHooks(NAME, options, em_math=lambda prior: em_math(model, prior=prior),
-                                    init=lambda rng: _model_init(model, rng), align=align, public=public))
+    return attach(model, ModelHooks(NAME, options, em_math=lambda prior, **kw: em_math(model, prior=prior, **kw),
+                                    init=lambda rng: _model_init(model, rng), align=align, public=public,
+                                    estimators=None if D == 1 else DEFAULT_ESTIMATORS_MULTIVARIATE))
 
 
 def simulate(params, n: int = EXAMPLE_N, seed=EXAMPLE_SEED) -> np.ndarray:
@@ -328,7 +331,8 @@ def init_from_centres(X, centres, reg_covar, covariance_type="full") -> dict:
 
 
 def em_fit(X, k, *, rng=None, init=None, reg_covar=1e-6, covariance_type="full", tol=1e-10, max_iter=500):
-    """Plain maximum-likelihood EM on an array, no PyMC model (the image segmentation and benchmarks use it).
+    """Plain maximum-likelihood EM on an array, no PyMC model: the same building blocks without the driver's
+    bookkeeping (the benchmark against scikit-learn uses it).
 
     Returns (params, log-likelihood trace, responsibilities (N x K) at the final parameters).
     """
@@ -452,8 +456,15 @@ def _to_model(p, D, diag) -> dict:
     return out
 
 
-def em_math(model: pm.Model, *, prior: bool, reg_covar: float = 1e-6) -> EMMath:
-    """EM steps for the model's data and, with ``prior``, its Dirichlet / Normal / scale / LKJ priors."""
+def em_math(model: pm.Model, *, prior: bool, reg_covar: float = 0.0) -> EMMath:
+    """EM steps for the model's data and, with ``prior``, its Dirichlet / Normal / scale / LKJ priors.
+
+    ``reg_covar`` adds a ridge to every covariance in the M-step (as scikit-learn does, default there 1e-6). The
+    default 0 keeps each step an exact maximisation, so EM converges to the MLE itself and its monotonicity is
+    guarded; with a ridge the steps are approximate and EM stops short of the MLE by about the ridge.
+    """
+    if not (isinstance(reg_covar, (int, float)) and reg_covar >= 0):
+        raise ValueError(f"reg_covar: expected a non-negative number, got {reg_covar!r}")
     X, K, D, diag = _layout(model)
     n = X.shape[0]
     shift = X.mean(axis=0)
@@ -514,6 +525,7 @@ def em_math(model: pm.Model, *, prior: bool, reg_covar: float = 1e-6) -> EMMath:
                 cov[j] = np.diag(2 * d / (nk[j] + np.sqrt(nk[j] ** 2 + 4 * d / tau_d**2)))
             else:
                 cov[j] = _lkj_m_step(chol_prior[j], q["cov"][j], nk[j], ss, D)
+        cov += reg_covar * np.eye(D)[None]
         _check_collapse(cov)
         return _public({"w": w, "mu": mu, "cov": cov}, D)
 
@@ -542,7 +554,7 @@ def em_math(model: pm.Model, *, prior: bool, reg_covar: float = 1e-6) -> EMMath:
 
     return EMMath(init=lambda rng: _public_from_model(_model_init(model, rng), D), step=step, loglik=loglik,
                   log_prior=log_prior if prior else None, check_init=check_init,
-                  to_model=lambda p: _to_model(p, D, diag), extras=extras, order=_order)
+                  to_model=lambda p: _to_model(p, D, diag), extras=extras, order=_order, exact=reg_covar == 0)
 
 
 def _public_from_model(m, D) -> dict:
@@ -687,3 +699,60 @@ def _first_start(model):
     q = np.quantile(x, np.linspace(0.05, 0.3, K))
     return {"w": np.full(K, 1.0 / K), "mu": q, "sigma": np.full(K, x.std())}
 
+
+
+# ------------------------------------------------------------------------------------------------ segmentation
+def load_image(source="astronaut") -> np.ndarray:
+    """An RGB image as floats in [0, 1]: ``"astronaut"`` (shipped with scikit-image) or a file path."""
+    from skimage import color, data, io
+
+    if source == "astronaut":
+        img = data.astronaut()
+    else:
+        import os
+
+        if not os.path.isfile(source):
+            raise ValueError(f"--image: no such file: {source}")
+        try:
+            img = io.imread(source)
+        except Exception as exc:  # imageio raises many types for unreadable files
+            reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise ValueError(f"--image: cannot read {source} as an image: {reason}") from None
+    img = np.asarray(img)
+    if img.ndim == 2:
+        img = color.gray2rgb(img)
+    if img.ndim != 3 or img.shape[2] not in (3, 4) or min(img.shape[:2]) < 1:
+        raise ValueError(f"--image: expected an RGB image, got an array of shape {img.shape}")
+    img = img[:, :, :3]
+    if img.dtype.kind in "ui":
+        return img.astype(float) / np.iinfo(img.dtype).max
+    return np.clip(img.astype(float), 0.0, 1.0)
+
+
+def segment(rgb, k: int = 5, *, seed=0, max_iter: int = 200, reg_covar: float = 1e-3, progress: bool = False) -> dict:
+    """Fit a K-component full-covariance mixture to the Lab colours of ``rgb`` with the zoo's EM.
+
+    Photographs hold many identical pixels (saturated white or black), onto which a component collapses without a
+    ridge; ``reg_covar`` (in squared Lab units, 1e-3 by default) keeps every covariance regular.
+
+    Returns the labels (H x W), the segmented image (each pixel painted with its component's mean colour, RGB) and
+    the EM result.
+    """
+    from skimage import color
+
+    from inference import em
+
+    lab = color.rgb2lab(rgb)
+    X = lab.reshape(-1, 3)
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+        raise ValueError(f"--k: expected a positive number of components, got {k!r}")
+    distinct = _distinct_rows(X) if X.shape[0] <= 2_000_000 else X.shape[0]
+    if k > distinct:
+        raise ValueError(f"--k: expected at most as many components as distinct colours ({distinct}), got {k}")
+    model = build(X, k=k)
+    result = em(model, seed=seed, max_iter=max_iter, tol=1e-9, param_tol=1e-6, progress=progress,
+                reg_covar=reg_covar)
+    resp = result.info["responsibilities"]
+    labels = np.argmax(resp, axis=1).reshape(rgb.shape[:2])
+    means_rgb = color.lab2rgb(result.params["mu"][None, :, :])[0]
+    return {"labels": labels, "segmented": means_rgb[labels], "result": result}

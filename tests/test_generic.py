@@ -5,13 +5,14 @@ import pytest
 
 import inference
 from inference.functions import functions_for
-from models import logistic, normal, poisson
+from models import gaussian_mixture, logistic, normal, poisson
 
 CASES = {
     "normal": lambda: (normal.example(), normal.build),
     "poisson-k1": lambda: (poisson.example(k=1), poisson.build),
     "poisson-k2": lambda: (poisson.example(k=2), poisson.build),
     "logistic": lambda: (logistic.example(), logistic.build),
+    "gaussian_mixture": lambda: (gaussian_mixture.example(), gaussian_mixture.build),
 }
 _CACHE = {}
 
