@@ -31,7 +31,7 @@ $(STAMP): pyproject.toml constraints.txt
 	@touch $(STAMP)
 
 demo: $(STAMP)
-	$(VENV)/bin/zoo compare normal poisson logistic gaussian_mixture --out runs
+	$(VENV)/bin/zoo compare normal poisson logistic gaussian_mixture missing_data --out runs
 	$(VENV)/bin/zoo segment --out runs/segment
 
 test: $(STAMP)

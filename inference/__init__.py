@@ -7,5 +7,19 @@ from .optimize import map_estimate, mle
 from .result import ConvergenceWarning, Result
 from .vi import advi, fullrank_advi
 
-__all__ = ["mle", "map_estimate", "em", "advi", "fullrank_advi", "nuts", "compare", "Comparison", "Result",
-           "ConvergenceWarning", "EMMath", "EMDecreaseError", "ESTIMATORS", "run_estimator"]
+__all__ = [
+           "ESTIMATORS",
+           "Comparison",
+           "ConvergenceWarning",
+           "EMDecreaseError",
+           "EMMath",
+           "Result",
+           "advi",
+           "compare",
+           "em",
+           "fullrank_advi",
+           "map_estimate",
+           "mle",
+           "nuts",
+           "run_estimator",
+]

@@ -9,7 +9,10 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import tempfile
 import warnings
+
+import numpy as np
 
 __all__ = ["main"]
 
@@ -43,7 +46,12 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--seed", type=int, default=0, help="seed of the estimators' randomness (default 0)")
     c.add_argument("--json", default=None, metavar="PATH", help="write every run's results as JSON")
     c.add_argument("--out", default=None, metavar="DIR", help="write figures (and the JSON if --json is not given)")
+    c.add_argument("--example", default=None, help="missing_data: built-in example 'correlated' (default) or 'series'")
     c.add_argument("--quiet", action="store_true", help="no progress bars or per-start lines")
+    m = sub.add_parser("impute", help="fill the missing entries of a CSV file with EM's conditional means")
+    m.add_argument("file", metavar="FILE.csv")
+    m.add_argument("--out", required=True, metavar="FILLED.csv", help="where to write the completed table")
+    m.add_argument("--columns", default=None, help="comma-separated columns to model (default: all numeric)")
     g = sub.add_parser("segment", help="segment an image with a Gaussian mixture fitted by EM to its Lab colours")
     g.add_argument("--image", default="astronaut", help="'astronaut' (shipped with scikit-image) or an image file")
     g.add_argument("--k", type=int, default=5, help="number of segments (default 5)")
@@ -56,6 +64,7 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     # PyTensor's C backend (used for a few ops the Numba backend lacks) warns once that it found no BLAS: noise here.
     warnings.filterwarnings("ignore", message="PyTensor could not link to a BLAS", category=UserWarning)
+    warnings.formatwarning = lambda message, category, *args, **kwargs: f"zoo: warning: {message}\n"
     try:
         return _main(sys.argv[1:] if argv is None else list(argv))
     except UsageError as exc:
@@ -79,6 +88,8 @@ def _main(argv) -> int:
         return _list()
     if args.command == "segment":
         return _segment(args)
+    if args.command == "impute":
+        return _impute(args)
     return _compare(args)
 
 
@@ -105,7 +116,8 @@ def _plan(args):
         raise UsageError("MODEL: a model is named twice")
     modules = [models.get(name) for name in args.models]
     frame = read_csv(args.data) if args.data is not None else None
-    given = {opt: getattr(args, opt) for opt in ("column", "columns", "k", "target", "features", "standardize")
+    given = {opt: getattr(args, opt) for opt in ("column", "columns", "k", "target", "features", "standardize",
+                                                 "example")
              if getattr(args, opt, None) is not None}
     plans = []
     for mod in modules:
@@ -121,7 +133,7 @@ def _plan(args):
             example = mod.example(**kwargs)
         if hasattr(mod, "check_plan"):
             mod.check_plan(example, estimators or parse_estimators(None))
-        model = mod.build(*example.args, **example.build_kwargs)
+        model = None if hasattr(mod, "run_comparison") else mod.build(*example.args, **example.build_kwargs)
         plans.append((mod, example, model))
     if args.json is not None:
         _check_writable(os.path.dirname(os.path.abspath(args.json)), "--json")
@@ -137,20 +149,27 @@ def _compare(args) -> int:
 
     runs = []
     for mod, example, model in plans:
-        title = f"== {mod.NAME} ({_options_text(model)}; n = {example.n}, data: {example.source})"
-        print(title, flush=True)
+        print(f"== {mod.NAME} (n = {example.n}, data: {example.source})", flush=True)
         if "mapping" in example.extra:
             print(example.extra["mapping"], flush=True)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", FutureWarning)
-            comparison = compare(model, estimators, truth=example.truth, seed=args.seed, progress=not args.quiet)
+            if model is None:
+                model, comparison = mod.run_comparison(example, estimators, seed=args.seed,
+                                                       progress=not args.quiet)
+            else:
+                comparison = compare(model, estimators, truth=example.truth, seed=args.seed,
+                                     progress=not args.quiet)
+        print(f"options: {_options_text(model)}", flush=True)
         print(comparison.table(), flush=True)
         metrics = mod.metrics(example, comparison) if hasattr(mod, "metrics") else {}
         if metrics:
             import pandas as pd
 
-            print("\nheld-out data:", flush=True)
+            print("\n" + getattr(mod, "METRICS_TITLE", "metrics:"), flush=True)
             print(pd.DataFrame(metrics).T.to_string(float_format=lambda v: f"{v:.4f}"), flush=True)
+        for line in (mod.notes(example, comparison) if hasattr(mod, "notes") else []):
+            print("\n" + line, flush=True)
         print(flush=True)
         runs.append((mod, example, model, comparison))
     records = [run_record(mod, example, model, comparison) for mod, example, model, comparison in runs]
@@ -183,6 +202,37 @@ def _segment(args) -> int:
 
     path = write_segmentation(args.out, rgb, seg["segmented"], title=f"{args.image}: EM, K = {args.k}")
     print(f"wrote {path}")
+    return 0
+
+
+def _impute(args) -> int:
+    from models import missing_data
+    from models._common import read_csv
+
+    from .em import em
+
+    _check_writable(os.path.dirname(os.path.abspath(args.out)), "--out")
+    if os.path.abspath(args.out) == os.path.abspath(args.file):
+        raise UsageError("--out: refusing to overwrite the input file")
+    frame = read_csv(args.file)
+    example = missing_data.from_frame(frame, columns=args.columns, source=os.path.basename(args.file))
+    names = example.build_kwargs["columns"]
+    missing_data.check_plan(example, ["em"])
+    model = missing_data.build(example.data, columns=names)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        res = em(model)
+    values = frame[names].to_numpy(dtype=float)
+    filled = missing_data.impute(values, res.params)  # every row, also those with nothing observed
+    out = frame.copy()
+    out[names] = filled
+    n_missing = int(np.isnan(values).sum())
+    fd, tmp = tempfile.mkstemp(prefix=".zoo-", suffix=".csv", dir=os.path.dirname(os.path.abspath(args.out)))
+    os.close(fd)
+    out.to_csv(tmp, index=False)
+    os.replace(tmp, args.out)
+    print(f"EM: {res.n_iter} iterations, log-likelihood {res.loglik:.6f}, converged {res.converged}")
+    print(f"filled {n_missing} missing entries in {len(names)} columns; wrote {args.out}")
     return 0
 
 

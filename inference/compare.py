@@ -17,7 +17,7 @@ from .result import Result, flat_labels
 from .starts import as_generator
 from .vi import advi, fullrank_advi
 
-__all__ = ["ESTIMATORS", "DEFAULT_ESTIMATORS", "compare", "Comparison", "run_estimator", "parse_estimators"]
+__all__ = ["DEFAULT_ESTIMATORS", "ESTIMATORS", "Comparison", "compare", "parse_estimators", "run_estimator"]
 
 ESTIMATORS = {
     "mle": mle,

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 
@@ -19,7 +19,7 @@ from .hooks import hooks_for
 from .result import Result, warn_not_converged
 from .starts import as_generator
 
-__all__ = ["EMMath", "em", "EMDecreaseError"]
+__all__ = ["EMDecreaseError", "EMMath", "em"]
 
 
 class EMDecreaseError(RuntimeError):

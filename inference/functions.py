@@ -22,16 +22,16 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pytensor
-from pytensor.graph.replace import graph_replace
 import pytensor.tensor as pt
 from pytensor.gradient import grad, jacobian
+from pytensor.graph.replace import graph_replace
 
 __all__ = ["ModelFunctions", "functions_for"]
 
-_CACHE: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+_CACHE: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
-def functions_for(model) -> "ModelFunctions":
+def functions_for(model) -> ModelFunctions:
     """The (cached) compiled functions of ``model``."""
     fns = _CACHE.get(model)
     if fns is None:

@@ -9,12 +9,12 @@ all the same; only EM needs the hand-derived math.
 from __future__ import annotations
 
 import weakref
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 __all__ = ["ModelHooks", "attach", "hooks_for"]
 
-_HOOKS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+_HOOKS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ from .hooks import hooks_for
 from .result import Result, warn_not_converged
 from .starts import starting_points
 
-__all__ = ["mle", "map_estimate", "laplace_sd"]
+__all__ = ["laplace_sd", "map_estimate", "mle"]
 
 
 def mle(model, *, start=None, n_init: int = 1, seed=None, max_iter: int = 1000, gtol: float = 1e-9) -> Result:

@@ -11,7 +11,7 @@ import numpy as np
 
 from .hooks import hooks_for
 
-__all__ = ["run_record", "write_outputs", "figures"]
+__all__ = ["figures", "run_record", "write_outputs"]
 
 
 def _plain(v):

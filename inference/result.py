@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-__all__ = ["Result", "ConvergenceWarning"]
+__all__ = ["ConvergenceWarning", "Result"]
 
 
 class ConvergenceWarning(UserWarning):

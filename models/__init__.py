@@ -6,12 +6,12 @@
 
 from __future__ import annotations
 
-from . import gaussian_mixture, logistic, normal, poisson
+from . import gaussian_mixture, logistic, missing_data, normal, poisson
 
-MODELS = {m.NAME: m for m in (normal, poisson, logistic, gaussian_mixture)}
+MODELS = {m.NAME: m for m in (normal, poisson, logistic, gaussian_mixture, missing_data)}
 EM_MODELS = tuple(MODELS)
 
-__all__ = ["MODELS", "EM_MODELS", "normal", "poisson", "logistic", "gaussian_mixture", "get"]
+__all__ = ["EM_MODELS", "MODELS", "gaussian_mixture", "get", "logistic", "normal", "poisson"]
 
 
 def get(name: str):

@@ -6,8 +6,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pymc as pm
+import pytensor
+import pytensor.tensor as pt
+from pytensor.graph.replace import graph_replace
+from scipy import optimize
 
-__all__ = ["Example", "as_vector", "dist_params", "simulate_from", "data_of", "positive", "check_k"]
+__all__ = ["Example", "as_vector", "check_k", "data_of", "dist_params", "positive", "simulate_from"]
 
 
 @dataclass(frozen=True)
@@ -27,7 +31,7 @@ class Example:
 
     @property
     def n(self) -> int:
-        return int(len(self.data[0] if isinstance(self.data, tuple) else self.data))
+        return len(self.data[0] if isinstance(self.data, tuple) else self.data)
 
 
 def as_vector(values, name: str, *, integer: bool = False, nonnegative: bool = False) -> np.ndarray:
@@ -98,7 +102,7 @@ def simulate_from(model: pm.Model, params: dict, observed: str, seed) -> np.ndar
     return np.asarray(pm.draw(fixed[observed], random_seed=seed))
 
 
-def read_csv(path) -> "pd.DataFrame":
+def read_csv(path) -> pd.DataFrame:
     """A CSV file as a DataFrame; ValueError naming ``--data`` when it is missing, unreadable or empty."""
     import pandas as pd
 
@@ -130,3 +134,61 @@ def numeric_column(frame, column: str | None, what: str = "--column") -> tuple[n
     if not pd.api.types.is_numeric_dtype(values):
         raise ValueError(f"{what}: column {column!r} is not numeric")
     return values.to_numpy(dtype=float), str(column)
+
+
+# ------------------------------------------------------------------------------------------------ covariances
+def pack(L) -> np.ndarray:
+    """The lower triangle of L, row by row (PyMC's packed Cholesky layout)."""
+    return L[np.tril_indices(L.shape[0])]
+
+
+def unpack(v, D) -> np.ndarray:
+    L = np.zeros((D, D))
+    L[np.tril_indices(D)] = v
+    return L
+
+
+def chol_prior_fn(model, name, D):
+    """f(packed chol) -> (log prior density without Jacobian, gradient w.r.t. the packed entries), from PyMC."""
+    rv = model[name]
+    x = pt.vector(name + "_packed", dtype="float64")
+    value = model.rvs_to_values[rv]
+    logp = model.logp(vars=[rv], jacobian=False)
+    tr = model.rvs_to_transforms.get(rv)
+    u = tr.forward(x, *rv.owner.inputs) if tr is not None else x
+    expr = graph_replace(logp, {value: u}, strict=False)
+    fn = pytensor.function([x], [expr, pt.grad(expr, x)])
+    return lambda v: tuple(np.asarray(o, dtype=float) for o in fn(np.asarray(v, dtype=float)))
+
+
+def lkj_m_step(prior_fn, cov_now, nk, ss, D):
+    """argmax over cov of -nk/2 log|cov| - tr(cov^-1 ss)/2 + log p(chol(cov)), by L-BFGS from the current cov."""
+    tril = np.tril_indices(D)
+    diag_pos = np.array([i for i, (r, c) in enumerate(zip(*tril)) if r == c])
+
+    def unpack_u(u):
+        v = u.copy()
+        v[diag_pos] = np.exp(u[diag_pos])
+        return v
+
+    def f(u):
+        v = unpack_u(u)
+        L = unpack(v, D)
+        Linv = np.linalg.solve(L, np.eye(D))
+        Sinv = Linv.T @ Linv
+        val = -nk * np.sum(np.log(np.diag(L))) - 0.5 * np.sum(Sinv * ss)
+        G = -nk * Linv.T + Sinv @ ss @ Sinv @ L  # d/dL of the expected complete-data log-likelihood
+        lp, glp = prior_fn(v)
+        g = G[tril] + glp
+        g[diag_pos] *= v[diag_pos]
+        return -(val + lp), -g
+
+    u0 = pack(np.linalg.cholesky(cov_now))
+    u0[diag_pos] = np.log(u0[diag_pos])
+    res = optimize.minimize(f, u0, jac=True, method="L-BFGS-B", options={"maxiter": 500, "gtol": 1e-12,
+                                                                          "ftol": 1e-15})
+    u = res.x if res.fun <= f(u0)[0] else u0
+    L = unpack(unpack_u(u), D)
+    return L @ L.T
+
+

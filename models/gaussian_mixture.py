@@ -41,15 +41,24 @@ from __future__ import annotations
 
 import numpy as np
 import pymc as pm
-import pytensor
 import pytensor.tensor as pt
-from pytensor.graph.replace import graph_replace
-from scipy import optimize, stats
+from scipy import stats
 
 from inference.em import EMMath
 from inference.hooks import ModelHooks, attach
 
-from ._common import Example, check_k, data_of, dist_params, positive, simulate_from
+from ._common import (
+    Example,
+    check_k,
+    chol_prior_fn,
+    data_of,
+    dist_params,
+    lkj_m_step,
+    pack,
+    positive,
+    simulate_from,
+    unpack,
+)
 
 NAME = "gaussian_mixture"
 DESCRIPTION = "x ~ sum_k w_k Normal(mu_k, cov_k), 1-D or multivariate (0.3/0.7, means 0/5, sds 1/1.5, n=300)"
@@ -63,8 +72,18 @@ COVARIANCE_TYPES = ("full", "diag")
 # NUTS on a multivariate mixture is slow and label-switching-prone; it runs on request (--estimators) only.
 DEFAULT_ESTIMATORS_MULTIVARIATE = ("mle", "map", "em", "map_em", "advi", "fullrank_advi")
 
-__all__ = ["build", "simulate", "example", "from_frame", "em_math", "kmeans_plus_plus", "estimate_log_prob",
-           "sufficient_statistics", "em_fit", "NAME"]
+__all__ = [
+    "NAME",
+    "build",
+    "em_fit",
+    "em_math",
+    "estimate_log_prob",
+    "example",
+    "from_frame",
+    "kmeans_plus_plus",
+    "simulate",
+    "sufficient_statistics",
+]
 
 
 # ------------------------------------------------------------------------------------------------ input checks
@@ -190,7 +209,7 @@ def simulate(params, n: int = EXAMPLE_N, seed=EXAMPLE_SEED) -> np.ndarray:
     model = build(placeholder, k=k, _initval=False)
     fixed = {"w": params["w"], "mu_first": mu[:, 0], "mu_rest": mu[:, 1:]}
     for j in range(k):
-        fixed[f"chol_{j}"] = _pack(np.linalg.cholesky(cov[j]))
+        fixed[f"chol_{j}"] = pack(np.linalg.cholesky(cov[j]))
     return simulate_from(model, fixed, "x", seed)
 
 
@@ -221,17 +240,6 @@ def from_frame(frame, *, k: int = 2, columns=None, source="csv") -> Example:
     X = check_data(frame[names].to_numpy(dtype=float), "--data", columns=[f"column {c!r}" for c in names])
     check_k(k, _distinct_rows(X), "distinct points")
     return Example(X[:, 0] if X.shape[1] == 1 else X, build_kwargs={"k": k}, source=source)
-
-
-# ------------------------------------------------------------------------------------------------ packing
-def _pack(L) -> np.ndarray:
-    return L[np.tril_indices(L.shape[0])]
-
-
-def _unpack(v, D) -> np.ndarray:
-    L = np.zeros((D, D))
-    L[np.tril_indices(D)] = v
-    return L
 
 
 # ------------------------------------------------------------------------------------------------ EM building blocks
@@ -452,7 +460,7 @@ def _to_model(p, D, diag) -> dict:
         out["sigma"] = np.sqrt(np.diagonal(p["cov"], axis1=1, axis2=2))
     else:
         for j, c in enumerate(p["cov"]):
-            out[f"chol_{j}"] = _pack(np.linalg.cholesky(c))
+            out[f"chol_{j}"] = pack(np.linalg.cholesky(c))
     return out
 
 
@@ -498,7 +506,7 @@ def em_math(model: pm.Model, *, prior: bool, reg_covar: float = 0.0) -> EMMath:
             if diag:
                 tau_d = np.broadcast_to(dist_params(model, "sigma", "halfnormal")[1], (K, D))[0]
             else:
-                chol_prior = [_chol_prior_fn(model, f"chol_{j}", D) for j in range(K)]
+                chol_prior = [chol_prior_fn(model, f"chol_{j}", D) for j in range(K)]
 
     def step(p):
         _, _, resp = e_step(p)
@@ -524,7 +532,7 @@ def em_math(model: pm.Model, *, prior: bool, reg_covar: float = 0.0) -> EMMath:
                 d = np.diag(ss)
                 cov[j] = np.diag(2 * d / (nk[j] + np.sqrt(nk[j] ** 2 + 4 * d / tau_d**2)))
             else:
-                cov[j] = _lkj_m_step(chol_prior[j], q["cov"][j], nk[j], ss, D)
+                cov[j] = lkj_m_step(chol_prior[j], q["cov"][j], nk[j], ss, D)
         cov += reg_covar * np.eye(D)[None]
         _check_collapse(cov)
         return _public({"w": w, "mu": mu, "cov": cov}, D)
@@ -540,7 +548,7 @@ def em_math(model: pm.Model, *, prior: bool, reg_covar: float = 0.0) -> EMMath:
                                                      scale=tau_d[None, :])))
         else:
             for j in range(K):
-                lp += chol_prior[j](_pack(np.linalg.cholesky(q["cov"][j])))[0]
+                lp += chol_prior[j](pack(np.linalg.cholesky(q["cov"][j])))[0]
         return lp
 
     def check_init(p):
@@ -565,52 +573,8 @@ def _public_from_model(m, D) -> dict:
     if "sigma" in m:
         cov = np.stack([np.diag(s**2) for s in m["sigma"]])
     else:
-        cov = np.stack([_unpack(m[f"chol_{j}"], D) @ _unpack(m[f"chol_{j}"], D).T for j in range(K)])
+        cov = np.stack([unpack(m[f"chol_{j}"], D) @ unpack(m[f"chol_{j}"], D).T for j in range(K)])
     return {"w": m["w"], "mu": mu, "cov": cov}
-
-
-def _chol_prior_fn(model, name, D):
-    """f(packed chol) -> (log prior density without Jacobian, gradient w.r.t. the packed entries), from PyMC."""
-    rv = model[name]
-    x = pt.vector(name + "_packed", dtype="float64")
-    value = model.rvs_to_values[rv]
-    logp = model.logp(vars=[rv], jacobian=False)
-    tr = model.rvs_to_transforms.get(rv)
-    u = tr.forward(x, *rv.owner.inputs) if tr is not None else x
-    expr = graph_replace(logp, {value: u}, strict=False)
-    fn = pytensor.function([x], [expr, pt.grad(expr, x)])
-    return lambda v: tuple(np.asarray(o, dtype=float) for o in fn(np.asarray(v, dtype=float)))
-
-
-def _lkj_m_step(prior_fn, cov_now, nk, ss, D):
-    """argmax over cov of -nk/2 log|cov| - tr(cov^-1 ss)/2 + log p(chol(cov)), by L-BFGS from the current cov."""
-    tril = np.tril_indices(D)
-    diag_pos = np.array([i for i, (r, c) in enumerate(zip(*tril)) if r == c])
-
-    def unpack_u(u):
-        v = u.copy()
-        v[diag_pos] = np.exp(u[diag_pos])
-        return v
-
-    def f(u):
-        v = unpack_u(u)
-        L = _unpack(v, D)
-        Linv = np.linalg.solve(L, np.eye(D))
-        Sinv = Linv.T @ Linv
-        val = -nk * np.sum(np.log(np.diag(L))) - 0.5 * np.sum(Sinv * ss)
-        G = -nk * Linv.T + Sinv @ ss @ Sinv @ L  # d/dL of the expected complete-data log-likelihood
-        lp, glp = prior_fn(v)
-        g = G[tril] + glp
-        g[diag_pos] *= v[diag_pos]
-        return -(val + lp), -g
-
-    u0 = _pack(np.linalg.cholesky(cov_now))
-    u0[diag_pos] = np.log(u0[diag_pos])
-    res = optimize.minimize(f, u0, jac=True, method="L-BFGS-B", options={"maxiter": 500, "gtol": 1e-12,
-                                                                          "ftol": 1e-15})
-    u = res.x if res.fun <= f(u0)[0] else u0
-    L = _unpack(unpack_u(u), D)
-    return L @ L.T
 
 
 # ------------------------------------------------------------------------------------------------ alignment
@@ -654,7 +618,7 @@ def density(params: dict, grid: np.ndarray) -> np.ndarray:
     return np.sum(w[None, :] * stats.norm.pdf(grid[:, None], mu[None, :], sigma[None, :]), axis=1)
 
 
-def em_panels(x, path, truth=None, iterations=(0, 1, 2, 5, 10, 20)) -> "matplotlib.figure.Figure":
+def em_panels(x, path, truth=None, iterations=(0, 1, 2, 5, 10, 20)) -> matplotlib.figure.Figure:
     """EM's first iterations as panels: the histogram and the mixture at each iteration (1-D)."""
     import matplotlib.pyplot as plt
 

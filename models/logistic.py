@@ -55,7 +55,7 @@ EXAMPLE_N = 1000
 EXAMPLE_SEED = 42
 TEST_FRACTION = 0.2
 
-__all__ = ["build", "simulate", "example", "from_frame", "em_math", "predict_proba", "separated", "NAME"]
+__all__ = ["NAME", "build", "em_math", "example", "from_frame", "predict_proba", "separated", "simulate"]
 
 
 # ------------------------------------------------------------------------------------------------ input checks
@@ -325,6 +325,9 @@ def predict_proba(result, X) -> np.ndarray:
         b = result.draws["beta"].reshape(a.size, -1)
         return expit(a[None, :] + X @ b.T).mean(axis=1)
     return expit(float(result.params["alpha"]) + X @ np.asarray(result.params["beta"]))
+
+
+METRICS_TITLE = "held-out data:"
 
 
 def metrics(example, comparison) -> dict:

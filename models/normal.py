@@ -24,7 +24,7 @@ from scipy import stats
 from inference.em import EMMath
 from inference.hooks import ModelHooks, attach
 
-from ._common import Example, as_vector, numeric_column, data_of, dist_params, positive, simulate_from
+from ._common import Example, as_vector, data_of, dist_params, numeric_column, positive, simulate_from
 
 NAME = "normal"
 DESCRIPTION = "y ~ Normal(mu, sigma): the classic MLE illustration (mu=5, sigma=2, n=1000)"
@@ -36,7 +36,7 @@ TRUTH = {"mu": 5.0, "sigma": 2.0}
 EXAMPLE_N = 1000
 EXAMPLE_SEED = 42
 
-__all__ = ["build", "simulate", "example", "closed_form_mle", "em_math", "init", "NAME", "TRUTH"]
+__all__ = ["NAME", "TRUTH", "build", "closed_form_mle", "em_math", "example", "init", "simulate"]
 
 
 def build(y, *, mu_prior=(0.0, 10.0), sigma_prior=5.0) -> pm.Model:

@@ -33,7 +33,16 @@ from scipy.special import gammaln, logsumexp
 from inference.em import EMMath
 from inference.hooks import ModelHooks, attach
 
-from ._common import Example, as_vector, numeric_column, check_k, data_of, dist_params, positive, simulate_from
+from ._common import (
+    Example,
+    as_vector,
+    check_k,
+    data_of,
+    dist_params,
+    numeric_column,
+    positive,
+    simulate_from,
+)
 
 NAME = "poisson"
 DESCRIPTION = "y ~ Poisson(lam), or a k-component Poisson mixture with weights w (lam=3.5, n=1000)"
@@ -44,7 +53,7 @@ TRUTH = {1: {"lam": np.array([3.5])}, 2: {"w": np.array([0.4, 0.6]), "lam": np.a
 EXAMPLE_N = 1000
 EXAMPLE_SEED = 42
 
-__all__ = ["build", "simulate", "example", "em_math", "init", "NAME"]
+__all__ = ["NAME", "build", "em_math", "example", "init", "simulate"]
 
 
 def build(y, k: int = 1, *, lam_prior=(2.0, 0.2), w_prior: float = 2.0, _initval: bool = True) -> pm.Model:

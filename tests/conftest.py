@@ -6,7 +6,7 @@ import matplotlib
 matplotlib.use("Agg")
 os.environ.setdefault("PYTHONHASHSEED", "0")
 
-import pytest  # noqa: E402
+import pytest
 
 
 @pytest.fixture(autouse=True)

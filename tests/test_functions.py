@@ -31,7 +31,7 @@ def test_gradient_and_hessian_match_finite_differences(fns, kind):
     rng = np.random.default_rng(0)
     theta = fns.initial_theta + 0.1 * rng.standard_normal(fns.size)
     vg = fns.value_and_grad(kind)
-    value = lambda t: float(vg(t)[0])  # noqa: E731
+    value = lambda t: float(vg(t)[0])
     np.testing.assert_allclose(vg(theta)[1], fd_grad(value, theta), rtol=1e-5, atol=1e-4)
     H_exact = fns.hessian(kind, exact=True)(theta)
     H_fd = np.array([fd_grad(lambda t: vg(t)[1][i], theta) for i in range(fns.size)])
@@ -64,7 +64,7 @@ def test_laplace_sd_matches_numerical_information():
     theta = fns.to_unconstrained(cf)
     sd = laplace_sd(fns, theta, "loglik", "mle")
     # numerical observed information in (mu, sigma) directly
-    f = lambda m, s: stats.norm.logpdf(y, m, s).sum()  # noqa: E731
+    f = lambda m, s: stats.norm.logpdf(y, m, s).sum()
     h = 1e-4
     m, s = cf["mu"], cf["sigma"]
     Hmm = (f(m + h, s) - 2 * f(m, s) + f(m - h, s)) / h**2
