@@ -33,6 +33,7 @@ $(STAMP): pyproject.toml constraints.txt
 demo: $(STAMP)
 	$(VENV)/bin/zoo compare normal poisson logistic gaussian_mixture missing_data --out runs
 	$(VENV)/bin/zoo segment --out runs/segment
+	@echo "report: open runs/index.html in a browser (segmentation: runs/segment/segmented.png)"
 
 test: $(STAMP)
 	$(PY) -m pytest -q

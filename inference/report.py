@@ -72,6 +72,9 @@ def write_outputs(runs, records, *, json_path=None, out_dir=None) -> list[str]:
                 with open(os.path.join(staging, "results.json"), "w") as fh:
                     fh.write(payload)
                 names.append("results.json")
+            with open(os.path.join(staging, "index.html"), "w") as fh:
+                fh.write(html_page(runs, records, names))
+            names.append("index.html")
             for rel in names:
                 dest = os.path.join(out_dir, rel)
                 os.makedirs(os.path.dirname(dest), exist_ok=True)
@@ -88,6 +91,46 @@ def write_outputs(runs, records, *, json_path=None, out_dir=None) -> list[str]:
         os.replace(tmp, json_path)
         written.append(json_path)
     return written
+
+
+def html_page(runs, records, files) -> str:
+    """One self-contained HTML page: a section per run with its tables, notes and (neighbouring) figures."""
+    import html
+
+    import pandas as pd
+
+    esc = html.escape
+    parts = ["<!DOCTYPE html>", "<html lang='en'><head><meta charset='utf-8'>",
+             "<title>estimator zoo: comparison</title>",
+             "<style>body{font-family:system-ui,sans-serif;margin:2em;max-width:1200px}"
+             "table{border-collapse:collapse;margin:0.5em 0 1.2em}td,th{border:1px solid #ccc;padding:3px 8px;"
+             "text-align:right;font-variant-numeric:tabular-nums}th{background:#f3f3f3}"
+             "img{max-width:100%;margin:0.3em 0;border:1px solid #eee}.note{color:#444}</style>",
+             "</head><body>", "<h1>estimator zoo: comparison</h1>"]
+    parts.append("<ul>" + "".join(f"<li><a href='#{esc(run_slug(r))}'>{esc(run_slug(r))}</a></li>"
+                                  for r in records) + "</ul>")
+    for (mod, example, model, comparison), record in zip(runs, records):
+        slug = run_slug(record)
+        parts.append(f"<section id='{esc(slug)}'><h2>{esc(mod.NAME)}</h2>")
+        parts.append(f"<p>{esc(mod.DESCRIPTION)}</p>")
+        parts.append(f"<p>data: {esc(str(record['data']['source']))}, n = {record['data']['n']}; options: "
+                     f"{esc(json.dumps(record['options']))}</p>")
+        parts.append("<h3>Estimates (± sd)</h3>" + comparison.wide().to_html(border=0))
+        summary = comparison.summary()
+        parts.append("<h3>Per estimator</h3>" + summary.to_html(border=0, float_format=lambda v: f"{v:.6g}"))
+        if record.get("metrics"):
+            title = getattr(mod, "METRICS_TITLE", "metrics")
+            parts.append(f"<h3>{esc(title)}</h3>"
+                         + pd.DataFrame(record["metrics"]).T.to_html(border=0, float_format=lambda v: f"{v:.4f}"))
+        for line in (mod.notes(example, comparison) if hasattr(mod, "notes") else []):
+            parts.append(f"<p class='note'>{esc(line)}</p>")
+        for rel in files:
+            if rel.startswith(slug + "/") and rel.endswith(".png"):
+                parts.append(f"<figure><img src='{esc(rel)}' alt='{esc(rel)}'><figcaption>{esc(rel)}"
+                             "</figcaption></figure>")
+        parts.append("</section>")
+    parts.append("</body></html>")
+    return "\n".join(parts)
 
 
 def figures(mod, example, comparison, folder) -> list[str]:

@@ -547,3 +547,35 @@ def metrics(example, comparison) -> dict:
         pass
     return out
 
+
+
+def figures(example, comparison, folder) -> list[str]:
+    """Imputed against true values (when the truth is known): column means, EM, and posterior means."""
+    import os
+
+    import matplotlib.pyplot as plt
+
+    complete = example.extra.get("complete")
+    if complete is None or "em" not in comparison.results:
+        return []
+    X = example.data
+    mask = np.isnan(X)
+    fills = {"column mean": np.where(mask, np.nanmean(X, axis=0), X), "em": impute(X, comparison.results["em"].params)}
+    for name in ("nuts", "advi"):
+        res = comparison.results.get(name)
+        if res is not None and "x_unobserved" in res.params:
+            f = X.copy()
+            f[mask] = res.params["x_unobserved"]
+            fills[name] = f
+    fig, axes = plt.subplots(1, len(fills), figsize=(3.2 * len(fills), 3.2), sharex=True, sharey=True)
+    for ax, (name, f) in zip(np.atleast_1d(axes), fills.items()):
+        ax.scatter(complete[mask], f[mask], s=4, alpha=0.4)
+        lim = [complete[mask].min(), complete[mask].max()]
+        ax.plot(lim, lim, "k--", lw=0.8)
+        ax.set_title(name)
+        ax.set_xlabel("true value")
+    np.atleast_1d(axes)[0].set_ylabel("imputed value")
+    fig.tight_layout()
+    fig.savefig(os.path.join(folder, "imputations.png"), dpi=90)
+    plt.close(fig)
+    return ["imputations.png"]

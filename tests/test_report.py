@@ -1,0 +1,62 @@
+"""The HTML report written by zoo compare --out."""
+
+import json
+from html.parser import HTMLParser
+from pathlib import Path
+
+from inference.cli import main
+
+
+class _Collect(HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.links, self.text, self.stack = [], [], []
+
+    VOID = {"meta", "img", "br", "hr", "link", "input", "col", "source", "wbr"}
+
+    def handle_starttag(self, tag, attrs):
+        if tag not in self.VOID:
+            self.stack.append(tag)
+        for key, value in attrs:
+            if key in ("src", "href") and value:
+                self.links.append(value)
+
+    def handle_endtag(self, tag):
+        assert self.stack and self.stack[-1] == tag, f"unbalanced </{tag}>"
+        self.stack.pop()
+
+    def handle_data(self, data):
+        self.text.append(data)
+
+
+def test_index_page_parses_links_exist_and_names_everything(tmp_path, capsys):
+    out = tmp_path / "report"
+    code = main(["compare", "normal", "poisson", "--estimators", "mle,map,em,map_em", "--out", str(out), "--quiet"])
+    stdout, err = capsys.readouterr()
+    assert code == 0, err
+    page = out / "index.html"
+    assert f"wrote {page}" in stdout
+    parser = _Collect()
+    html = page.read_text()
+    assert html.startswith("<!DOCTYPE html>")
+    parser.feed(html)
+    parser.close()
+    assert parser.stack == []
+    text = " ".join(parser.text)
+    assert parser.links
+    for link in parser.links:
+        if link.startswith("#"):
+            assert f"id='{link[1:]}'" in html
+        else:
+            assert (out / link).is_file(), link
+    pngs = [link for link in parser.links if link.endswith(".png")]
+    assert {Path(p).parts[0] for p in pngs} == {"normal", "poisson"}
+    for name in ("normal", "poisson", "mle", "map", "em", "map_em"):
+        assert name in text
+    runs = json.loads((out / "results.json").read_text())["runs"]
+    for run in runs:
+        for est, rec in run["estimators"].items():
+            assert est in text
+            first = next(iter(rec["params"].values()))
+            value = first if isinstance(first, float) else first[0]
+            assert f"{value:.4f}" in text
