@@ -136,6 +136,30 @@ def numeric_column(frame, column: str | None, what: str = "--column") -> tuple[n
     return values.to_numpy(dtype=float), str(column)
 
 
+def data_centred_priors(X, mu_prior, sigma_prior):
+    """(m0, s0, tau) per column: the given Normal prior on the means and HalfNormal scales, or by default
+    (column means, 10 column sds) and 5 column sds, so the priors are weakly informative whatever the units.
+    NaN entries are ignored; a constant or single-valued column gets unit scale."""
+    D = X.shape[1]
+    mean = np.nanmean(X, axis=0)
+    sd = np.nanstd(X, axis=0)
+    sd = np.where(np.isfinite(sd) & (sd > 0), sd, 1.0)
+    if mu_prior is None:
+        m0, s0 = mean, 10 * sd
+    else:
+        try:
+            m0, s0 = (np.broadcast_to(np.asarray(v, dtype=float), (D,)).copy() for v in mu_prior)
+        except (TypeError, ValueError):
+            raise ValueError(f"mu_prior: expected (mean, sd) as scalars or length-{D} arrays, got {mu_prior!r}") \
+                from None
+        if not np.all(np.isfinite(m0)) or not np.all(np.isfinite(s0) & (s0 > 0)):
+            raise ValueError("mu_prior: expected finite means and positive sds")
+    tau = 5 * sd if sigma_prior is None else np.broadcast_to(np.asarray(sigma_prior, dtype=float), (D,)).copy()
+    if not np.all(np.isfinite(tau) & (tau > 0)):
+        raise ValueError(f"sigma_prior: expected positive scales, got {sigma_prior!r}")
+    return m0, s0, tau
+
+
 # ------------------------------------------------------------------------------------------------ covariances
 def pack(L) -> np.ndarray:
     """The lower triangle of L, row by row (PyMC's packed Cholesky layout)."""

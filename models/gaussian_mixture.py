@@ -51,6 +51,7 @@ from ._common import (
     Example,
     check_k,
     chol_prior_fn,
+    data_centred_priors,
     data_of,
     dist_params,
     lkj_m_step,
@@ -137,26 +138,10 @@ def build(X, k: int = 2, *, covariance_type: str = "full", w_prior: float = 2.0,
     if covariance_type not in COVARIANCE_TYPES:
         raise ValueError(f"covariance_type: expected 'full' or 'diag', got {covariance_type!r}")
     a = positive(w_prior, "w_prior")
-    sd = X.std(axis=0) if n > 1 else np.ones(D)
-    if mu_prior is None:
-        m0, s0 = X.mean(axis=0), 10 * sd
-    else:
-        try:
-            m0, s0 = (np.broadcast_to(np.asarray(v, dtype=float), (D,)).copy() for v in mu_prior)
-        except (TypeError, ValueError):
-            raise ValueError(f"mu_prior: expected (mean, sd) as scalars or length-{D} arrays, got {mu_prior!r}") \
-                from None
-        if not np.all(np.isfinite(m0)) or not np.all(np.isfinite(s0) & (s0 > 0)):
-            raise ValueError("mu_prior: expected finite means and positive sds")
-    if sigma_prior is None:
-        tau = 5 * sd
-    else:
-        tau = np.broadcast_to(np.asarray(sigma_prior, dtype=float), (D,)).copy()
-        if not np.all(np.isfinite(tau) & (tau > 0)):
-            raise ValueError(f"sigma_prior: expected positive scales, got {sigma_prior!r}")
+    m0, s0, tau = data_centred_priors(X, mu_prior, sigma_prior)
     eta = positive(lkj_eta, "lkj_eta")
     order = np.argsort(X[:, 0], kind="stable")
-    start = X[order[((np.arange(k) + 0.5) / k * n).astype(int)], 0] + 1e-6 * np.arange(k) * sd[0]
+    start = X[order[((np.arange(k) + 0.5) / k * n).astype(int)], 0] + 1e-6 * np.arange(k) * (np.ptp(X[:, 0]) or 1.0)
     ordered = pm.distributions.transforms.ordered
     with pm.Model(coords={"component": np.arange(k), "dim": np.arange(D), "dim_": np.arange(D)}) as model:
         X_data = pm.Data("X", X[:, 0] if D == 1 else X)

@@ -51,7 +51,7 @@ from scipy import stats
 from inference.em import EMMath
 from inference.hooks import ModelHooks, attach
 
-from ._common import Example, chol_prior_fn, dist_params, lkj_m_step, pack, positive, unpack
+from ._common import Example, chol_prior_fn, data_centred_priors, dist_params, lkj_m_step, pack, positive
 
 NAME = "missing_data"
 DESCRIPTION = "rows ~ MvNormal(mu, cov) with entries missing at random (1,000 x 3, 20% missing)"
@@ -134,27 +134,6 @@ def check_plan(example, estimators) -> None:
             raise ValueError(f"{wants[0]}: {exc}") from None
 
 
-def _priors(X, mu_prior, sigma_prior):
-    D = X.shape[1]
-    mean = np.nanmean(X, axis=0)
-    sd = np.nanstd(X, axis=0)
-    sd = np.where(np.isfinite(sd) & (sd > 0), sd, 1.0)
-    if mu_prior is None:
-        m0, s0 = mean, 10 * sd
-    else:
-        try:
-            m0, s0 = (np.broadcast_to(np.asarray(v, dtype=float), (D,)).copy() for v in mu_prior)
-        except (TypeError, ValueError):
-            raise ValueError(f"mu_prior: expected (mean, sd) as scalars or length-{D} arrays, got {mu_prior!r}") \
-                from None
-        if not np.all(np.isfinite(m0)) or not np.all(np.isfinite(s0) & (s0 > 0)):
-            raise ValueError("mu_prior: expected finite means and positive sds")
-    tau = 5 * sd if sigma_prior is None else np.broadcast_to(np.asarray(sigma_prior, dtype=float), (D,)).copy()
-    if not np.all(np.isfinite(tau) & (tau > 0)):
-        raise ValueError(f"sigma_prior: expected positive scales, got {sigma_prior!r}")
-    return m0, s0, tau
-
-
 def _parameters(D, m0, s0, tau, eta):
     """Declare mu and the covariance inside the current model; returns (mu, chol matrix)."""
     mu = pm.Normal("mu", m0, s0, shape=D)
@@ -183,7 +162,7 @@ def build(X, *, columns=None, mu_prior=None, sigma_prior=None, lkj_eta: float = 
     """
     X, names = prepare(X, columns)
     n, D = X.shape
-    m0, s0, tau = _priors(X, mu_prior, sigma_prior)
+    m0, s0, tau = data_centred_priors(X, mu_prior, sigma_prior)
     eta = positive(lkj_eta, "lkj_eta")
     with pm.Model() as model:
         mu, L = _parameters(D, m0, s0, tau, eta)
@@ -207,7 +186,7 @@ def build_imputing(X, *, columns=None, mu_prior=None, sigma_prior=None, lkj_eta:
     ``x_unobserved``), for posterior imputation with NUTS and VI."""
     X, names = prepare(X, columns, warn=False)
     n, D = X.shape
-    m0, s0, tau = _priors(X, mu_prior, sigma_prior)
+    m0, s0, tau = data_centred_priors(X, mu_prior, sigma_prior)
     eta = positive(lkj_eta, "lkj_eta")
     with pm.Model() as model:
         mu, L = _parameters(D, m0, s0, tau, eta)
