@@ -102,7 +102,7 @@ def simulate_from(model: pm.Model, params: dict, observed: str, seed) -> np.ndar
     return np.asarray(pm.draw(fixed[observed], random_seed=seed))
 
 
-def read_csv(path) -> pd.DataFrame:
+def read_csv(path):
     """A CSV file as a DataFrame; ValueError naming ``--data`` when it is missing, unreadable or empty."""
     import pandas as pd
 

@@ -603,7 +603,7 @@ def density(params: dict, grid: np.ndarray) -> np.ndarray:
     return np.sum(w[None, :] * stats.norm.pdf(grid[:, None], mu[None, :], sigma[None, :]), axis=1)
 
 
-def em_panels(x, path, truth=None, iterations=(0, 1, 2, 5, 10, 20)) -> matplotlib.figure.Figure:
+def em_panels(x, path, truth=None, iterations=(0, 1, 2, 5, 10, 20)):
     """EM's first iterations as panels: the histogram and the mixture at each iteration (1-D)."""
     import matplotlib.pyplot as plt
 
