@@ -36,7 +36,7 @@ demo: $(STAMP)
 	@echo "report: open runs/index.html in a browser (segmentation: runs/segment/segmented.png)"
 
 test: $(STAMP)
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q --durations=15
 
 clean:
 	rm -rf $(VENV) runs

@@ -162,12 +162,10 @@ class ModelFunctions:
         return hess
 
     def value(self, kind: str):
-        """f(theta) -> value of the objective ``kind`` (no gradient)."""
-
-        def build():
-            return pytensor.function([self.theta], self._objective_graph(kind), on_unused_input="ignore")
-
-        return self._get(("v", kind), build)
+        """f(theta) -> value of the objective ``kind``: the value-and-gradient function's first output (one compiled
+        graph per objective instead of two; the gradient costs little next to a compilation)."""
+        vg = self.value_and_grad(kind)
+        return lambda theta: float(vg(theta)[0])
 
     def constrained(self, theta) -> dict:
         """Named constrained parameters (free variables and deterministics) at ``theta``."""
