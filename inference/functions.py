@@ -24,11 +24,20 @@ import numpy as np
 import pytensor
 import pytensor.tensor as pt
 from pytensor.gradient import grad, jacobian
+from pytensor.compile.mode import Mode
 from pytensor.graph.replace import graph_replace
 
 __all__ = ["ModelFunctions", "functions_for"]
 
 _CACHE: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+# For models with few parameters: PyTensor's graph rewrites (numerical stabilisation included), run by NumPy's
+# vectorised implementations, with nothing to compile. The optimisers call these functions tens to hundreds of
+# times per fit (4 gradients per parameter for a Hessian), where a Numba compilation (5 to 20 seconds per new graph
+# on a cold cache) would dominate. With many parameters (a model that imputes hundreds of missing values) the
+# Hessian needs thousands of calls and the compiled backend pays for itself. NUTS and VI always use PyMC's own.
+PY_MODE = Mode(linker="py", optimizer="fast_run").excluding("fusion", "inplace")
+PY_MODE_MAX_PARAMETERS = 40
 
 
 def functions_for(model) -> ModelFunctions:
@@ -82,6 +91,7 @@ class ModelFunctions:
         outs = model.replace_rvs_by_values(list(model.free_RVs) + list(model.deterministics))
         self._param_graphs = [graph_replace(o, self._replace, strict=False) for o in outs]
         self.initial_theta = self.pack_unconstrained(point)
+        self.mode = PY_MODE if self.size <= PY_MODE_MAX_PARAMETERS else None  # None: PyTensor's default backend
 
     # ----------------------------------------------------------------- packing
     def pack_unconstrained(self, point: dict) -> np.ndarray:
@@ -117,14 +127,36 @@ class ModelFunctions:
             raise ValueError(f"kind: expected 'loglik', 'logpost' or 'logp', got {kind!r}")
         return graph_replace(expr, self._replace, strict=False).astype("float64")
 
-    def value_and_grad(self, kind: str):
-        """f(theta) -> (value, gradient) of the objective ``kind``."""
+    KINDS = ("loglik", "logpost", "logp")
+
+    def _all(self):
+        """One compiled function for every objective, its gradient, and the constrained parameters.
+
+        The three objectives share the likelihood term, which PyTensor merges, so one graph costs little more to
+        compile than one objective; a cold Numba compilation (seconds per graph) is what a first run pays for.
+        """
 
         def build():
-            expr = self._objective_graph(kind)
-            return pytensor.function([self.theta], [expr, grad(expr, self.theta)], on_unused_input="ignore")
+            outs = []
+            for kind in self.KINDS:
+                expr = self._objective_graph(kind)
+                outs += [expr, grad(expr, self.theta)]
+            return pytensor.function([self.theta], outs + self._param_graphs, on_unused_input="ignore", mode=self.mode)
 
-        return self._get(("vg", kind), build)
+        return self._get(("all",), build)
+
+    def value_and_grad(self, kind: str):
+        """f(theta) -> (value, gradient) of the objective ``kind`` ('loglik', 'logpost' or 'logp')."""
+        if kind not in self.KINDS:
+            raise ValueError(f"kind: expected 'loglik', 'logpost' or 'logp', got {kind!r}")
+        fn = self._all()
+        i = 2 * self.KINDS.index(kind)
+
+        def vg(theta):
+            out = fn(theta)
+            return out[i], out[i + 1]
+
+        return vg
 
     def hessian(self, kind: str, exact: bool = False):
         """f(theta) -> Hessian of the objective ``kind`` with respect to theta.
@@ -139,7 +171,7 @@ class ModelFunctions:
                 expr = self._objective_graph(kind)
                 g = grad(expr, self.theta)
                 return pytensor.function([self.theta], jacobian(g, self.theta, vectorize=True),
-                                         on_unused_input="ignore")
+                                         on_unused_input="ignore", mode=self.mode)
 
             return self._get(("hess", kind), build)
         vg = self.value_and_grad(kind)
@@ -169,9 +201,8 @@ class ModelFunctions:
 
     def constrained(self, theta) -> dict:
         """Named constrained parameters (free variables and deterministics) at ``theta``."""
-        fn = self._get(("params",), lambda: pytensor.function([self.theta], self._param_graphs,
-                                                              on_unused_input="ignore"))
-        return {n: np.asarray(v, dtype=float) for n, v in zip(self.param_names, fn(theta))}
+        values = self._all()(theta)[2 * len(self.KINDS):]
+        return {n: np.asarray(v, dtype=float) for n, v in zip(self.param_names, values)}
 
     def constrained_jacobian(self, theta) -> np.ndarray:
         """Jacobian of the flattened constrained parameters with respect to theta (rows in ``param_names`` order)."""
@@ -179,7 +210,7 @@ class ModelFunctions:
         def build():
             flat = pt.concatenate([pt.as_tensor(g).astype("float64").ravel() for g in self._param_graphs])
             return pytensor.function([self.theta], jacobian(flat, self.theta, vectorize=True),
-                                     on_unused_input="ignore")
+                                     on_unused_input="ignore", mode=self.mode)
 
         return self._get(("pjac",), build)(theta)
 
@@ -196,7 +227,7 @@ class ModelFunctions:
                 tr = model.rvs_to_transforms.get(rv)
                 y = tr.forward(x, *rv.owner.inputs) if tr is not None else x
                 pieces.append(pt.as_tensor(y).astype("float64").ravel())
-            return inputs, pytensor.function(inputs, pt.concatenate(pieces), on_unused_input="ignore")
+            return inputs, pytensor.function(inputs, pt.concatenate(pieces), on_unused_input="ignore", mode=self.mode)
 
         inputs, fn = self._get(("forward",), build, warm=False)
         missing = [x.name for x in inputs if x.name not in params]
