@@ -140,7 +140,7 @@ class ModelFunctions:
             outs = []
             for kind in self.KINDS:
                 expr = self._objective_graph(kind)
-                outs += [expr, grad(expr, self.theta)]
+                outs += [expr, grad(expr, self.theta, disconnected_inputs="ignore")]
             return pytensor.function([self.theta], outs + self._param_graphs, on_unused_input="ignore", mode=self.mode)
 
         return self._get(("all",), build)
@@ -169,7 +169,7 @@ class ModelFunctions:
         if exact:
             def build():
                 expr = self._objective_graph(kind)
-                g = grad(expr, self.theta)
+                g = grad(expr, self.theta, disconnected_inputs="ignore")
                 return pytensor.function([self.theta], jacobian(g, self.theta, vectorize=True),
                                          on_unused_input="ignore", mode=self.mode)
 
