@@ -117,46 +117,27 @@ class ModelFunctions:
 
     def _objective_graph(self, kind: str):
         model = self.model
+        if kind not in self.KINDS:
+            raise ValueError(f"kind: expected 'loglik', 'logpost' or 'logp', got {kind!r}")
         if kind == "loglik":
             expr = model.logp(vars=model.observed_RVs, jacobian=False)
         elif kind == "logpost":
             expr = model.logp(jacobian=False)
-        elif kind == "logp":  # the density of the unconstrained values, as NUTS and VI see it
+        else:  # "logp": the density of the unconstrained values, as NUTS and VI see it
             expr = model.logp(jacobian=True)
-        else:  # pragma: no cover - internal
-            raise ValueError(f"kind: expected 'loglik', 'logpost' or 'logp', got {kind!r}")
         return graph_replace(expr, self._replace, strict=False).astype("float64")
 
     KINDS = ("loglik", "logpost", "logp")
 
-    def _all(self):
-        """One compiled function for every objective, its gradient, and the constrained parameters.
-
-        The three objectives share the likelihood term, which PyTensor merges, so one graph costs little more to
-        compile than one objective; a cold Numba compilation (seconds per graph) is what a first run pays for.
-        """
-
-        def build():
-            outs = []
-            for kind in self.KINDS:
-                expr = self._objective_graph(kind)
-                outs += [expr, grad(expr, self.theta, disconnected_inputs="ignore")]
-            return pytensor.function([self.theta], outs + self._param_graphs, on_unused_input="ignore", mode=self.mode)
-
-        return self._get(("all",), build)
-
     def value_and_grad(self, kind: str):
         """f(theta) -> (value, gradient) of the objective ``kind`` ('loglik', 'logpost' or 'logp')."""
-        if kind not in self.KINDS:
-            raise ValueError(f"kind: expected 'loglik', 'logpost' or 'logp', got {kind!r}")
-        fn = self._all()
-        i = 2 * self.KINDS.index(kind)
 
-        def vg(theta):
-            out = fn(theta)
-            return out[i], out[i + 1]
+        def build():
+            expr = self._objective_graph(kind)
+            g = grad(expr, self.theta, disconnected_inputs="ignore")
+            return pytensor.function([self.theta], [expr, g], on_unused_input="ignore", mode=self.mode)
 
-        return vg
+        return self._get(("vg", kind), build)
 
     def hessian(self, kind: str, exact: bool = False):
         """f(theta) -> Hessian of the objective ``kind`` with respect to theta.
@@ -194,15 +175,21 @@ class ModelFunctions:
         return hess
 
     def value(self, kind: str):
-        """f(theta) -> value of the objective ``kind``: the value-and-gradient function's first output (one compiled
-        graph per objective instead of two; the gradient costs little next to a compilation)."""
-        vg = self.value_and_grad(kind)
-        return lambda theta: float(vg(theta)[0])
+        """f(theta) -> value of the objective ``kind`` (no gradient: EM and the sampling methods need only the
+        log-likelihood column, and a gradient graph of a large mixture takes seconds to rewrite)."""
+
+        def build():
+            fn = pytensor.function([self.theta], self._objective_graph(kind), on_unused_input="ignore",
+                                   mode=self.mode)
+            return lambda theta: float(fn(theta))
+
+        return self._get(("v", kind), build)
 
     def constrained(self, theta) -> dict:
         """Named constrained parameters (free variables and deterministics) at ``theta``."""
-        values = self._all()(theta)[2 * len(self.KINDS):]
-        return {n: np.asarray(v, dtype=float) for n, v in zip(self.param_names, values)}
+        fn = self._get(("params",), lambda: pytensor.function([self.theta], self._param_graphs,
+                                                              on_unused_input="ignore", mode=self.mode))
+        return {n: np.asarray(v, dtype=float) for n, v in zip(self.param_names, fn(theta))}
 
     def constrained_jacobian(self, theta) -> np.ndarray:
         """Jacobian of the flattened constrained parameters with respect to theta (rows in ``param_names`` order)."""
