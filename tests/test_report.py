@@ -12,7 +12,7 @@ class _Collect(HTMLParser):
         super().__init__()
         self.links, self.text, self.stack = [], [], []
 
-    VOID = {"meta", "img", "br", "hr", "link", "input", "col", "source", "wbr"}
+    VOID = frozenset({"meta", "img", "br", "hr", "link", "input", "col", "source", "wbr"})
 
     def handle_starttag(self, tag, attrs):
         if tag not in self.VOID:
