@@ -71,15 +71,18 @@ def main(argv=None) -> int:
         print(f"zoo: error: {exc}", file=sys.stderr)
         return 2
     except ValueError as exc:  # input checks in models/ and inference/ raise ValueError naming the argument
-        message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        print(f"zoo: error: {message}", file=sys.stderr)
+        print(f"zoo: error: {_first_line(exc)}", file=sys.stderr)
         return 2
     except (FloatingPointError, RuntimeError) as exc:  # the algorithm failed on valid input (e.g. a collapse)
-        print(f"zoo: failed: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}", file=sys.stderr)
+        print(f"zoo: failed: {_first_line(exc)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("zoo: interrupted", file=sys.stderr)
         return 130
+
+
+def _first_line(exc) -> str:
+    return str(exc).splitlines()[0] if str(exc).strip() else type(exc).__name__
 
 
 def _main(argv) -> int:
