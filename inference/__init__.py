@@ -1,25 +1,39 @@
-"""Generic estimators over one ``pm.Model``: MLE, MAP with Laplace errors, EM, ADVI, full-rank ADVI, NUTS."""
+"""Generic estimators over one ``pm.Model``: MLE, MAP with Laplace errors, EM, ADVI, full-rank ADVI, NUTS.
 
-from .compare import ESTIMATORS, Comparison, compare, run_estimator
-from .em import EMDecreaseError, EMMath, em
+Nothing here knows a model by name: models describe themselves through :mod:`inference.base` and are found through
+:mod:`inference.registry`.
+"""
+
+from .base import EMMath, Example, ModelHooks, ModelSpec, Option, attach, hooks_for
+from .compare import ESTIMATORS, Comparison, compare, default_estimators, run_estimator
+from .em import ConvergenceMonitor, EMDecreaseError, em, run_em
 from .mcmc import nuts
 from .optimize import map_estimate, mle
 from .result import ConvergenceWarning, Result
 from .vi import advi, fullrank_advi
 
 __all__ = [
-           "ESTIMATORS",
-           "Comparison",
-           "ConvergenceWarning",
-           "EMDecreaseError",
-           "EMMath",
-           "Result",
-           "advi",
-           "compare",
-           "em",
-           "fullrank_advi",
-           "map_estimate",
-           "mle",
-           "nuts",
-           "run_estimator",
+    "ESTIMATORS",
+    "Comparison",
+    "ConvergenceMonitor",
+    "ConvergenceWarning",
+    "EMDecreaseError",
+    "EMMath",
+    "Example",
+    "ModelHooks",
+    "ModelSpec",
+    "Option",
+    "Result",
+    "advi",
+    "attach",
+    "compare",
+    "default_estimators",
+    "em",
+    "fullrank_advi",
+    "hooks_for",
+    "map_estimate",
+    "mle",
+    "nuts",
+    "run_em",
+    "run_estimator",
 ]

@@ -9,15 +9,16 @@ from functools import partial
 import numpy as np
 import pandas as pd
 
+from .base import hooks_for
 from .em import em
-from .hooks import hooks_for
 from .mcmc import nuts
 from .optimize import map_estimate, mle
 from .result import Result, flat_labels
 from .starts import as_generator
 from .vi import advi, fullrank_advi
 
-__all__ = ["DEFAULT_ESTIMATORS", "ESTIMATORS", "Comparison", "compare", "parse_estimators", "run_estimator"]
+__all__ = ["DEFAULT_ESTIMATORS", "ESTIMATORS", "Comparison", "compare", "default_estimators", "parse_estimators",
+           "run_estimator"]
 
 ESTIMATORS = {
     "mle": mle,
@@ -153,9 +154,16 @@ class Comparison:
         return out
 
 
+def default_estimators(model) -> list[str]:
+    """Every estimator but those the model's hooks skip by design (each with its reason in ``hooks.skip``)."""
+    hooks = hooks_for(model)
+    skip = hooks.skip if hooks is not None else {}
+    return [e for e in DEFAULT_ESTIMATORS if e not in skip]
+
+
 def compare(model, estimators=None, truth: dict | None = None, *, seed=0, progress: bool = False,
             options: dict | None = None, raise_errors: bool = False) -> Comparison:
-    """Run ``estimators`` (default: the model's own default list, else all of ``ESTIMATORS``) on ``model``.
+    """Run ``estimators`` (default: :func:`default_estimators`) on ``model``.
 
     Every estimator's observed-data log-likelihood is evaluated by the same compiled PyMC function. Mixture
     components are aligned (to ``truth`` when given) through the model's hooks, so label switching never shows as
@@ -165,9 +173,9 @@ def compare(model, estimators=None, truth: dict | None = None, *, seed=0, progre
     ``options`` maps an estimator name to extra keyword arguments for it.
     """
     hooks = hooks_for(model)
-    if estimators is None and hooks is not None and hooks.estimators is not None:
-        estimators = hooks.estimators
-    names = parse_estimators(estimators)
+    if hooks is None and not _is_model(model):
+        raise TypeError(f"model: expected a pm.Model, got {type(model).__name__}")
+    names = parse_estimators(default_estimators(model) if estimators is None else estimators)
     options = dict(options or {})
     unknown = set(options) - set(ESTIMATORS)
     if unknown:
@@ -189,6 +197,12 @@ def compare(model, estimators=None, truth: dict | None = None, *, seed=0, progre
         results[name] = res
     return Comparison(results=results, errors=errors, truth=truth, order=names,
                       public=hooks.public if hooks is not None else None)
+
+
+def _is_model(model) -> bool:
+    import pymc as pm
+
+    return isinstance(model, pm.Model)
 
 
 def _fmt(value, sd, digits):

@@ -1,68 +1,174 @@
-"""The generic expectation-maximisation driver.
+"""The one expectation-maximisation driver.
 
-The model-specific math (initialisation, one E-step plus M-step, the observed-data log-likelihood, the log prior)
-lives in the model's own module and reaches this driver as an :class:`EMMath` through the model's hooks; this file
-owns the loop only: restarts, the monotonicity guard, the convergence test, the bookkeeping.
+The model-specific math (a start, one E-step plus M-step, the observed-data log-likelihood, the log prior) lives in
+the model's own module and reaches this driver as an :class:`~inference.base.EMMath` through the model's hooks. This
+file owns the loop, in three layers:
+
+* :func:`em_init` / :func:`em_step`: one iteration over an immutable :class:`EMState` (what is carried forward),
+  returning the next state and an :class:`EMStepInfo` (per-step diagnostics), with the monotonicity guard;
+* :class:`ConvergenceMonitor` (replaceable, as hmmlearn's): decides when to stop;
+* :func:`run_em`: the loop over one start; :func:`em`: restarts, the best start, the :class:`~inference.Result`.
+
+Everything that runs EM in the zoo (the estimator, segmentation, the figures of EM's iterations, the benchmarks)
+goes through :func:`run_em`, so the monotonicity guard applies everywhere.
 """
 
 from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 
-from .functions import functions_for
-from .hooks import hooks_for
+from .base import EMMath, hooks_for
+from .checks import check
 from .result import Result, warn_not_converged
 from .starts import as_generator
 
-__all__ = ["EMDecreaseError", "EMMath", "em"]
+__all__ = ["ConvergenceMonitor", "EMDecreaseError", "EMMath", "EMRun", "EMState", "EMStepInfo", "em", "em_init",
+           "em_step", "run_em"]
 
 
 class EMDecreaseError(RuntimeError):
     """EM lowered its objective beyond round-off: the E- or M-step is wrong."""
 
 
-@dataclass(frozen=True)
-class EMMath:
-    """Hand-derived EM steps of one model, reading data and priors from the ``pm.Model``.
+class EMState(NamedTuple):
+    """What one EM iteration carries to the next."""
 
-    init(rng) -> params : a start computed from the data.
-    step(params) -> params : one E-step followed by one M-step (the MAP M-step when built with priors).
-    loglik(params) -> float : the observed-data log-likelihood, constants included.
-    log_prior(params) -> float or None : the log prior density without Jacobian; present iff built with priors.
-    check_init(params) -> params : validates and normalises user-supplied initial values (raises ValueError).
-    to_model(params) -> dict : the model's free-variable values for ``params`` (identity when None).
-    extras(params) -> dict : final-step by-products (responsibilities, imputed data, ...), optional.
-    order(params) -> params : the identifiable labelling of the components, optional.
-    exact : True when each step maximises the expected complete-data objective exactly, so a drop of the objective
-        beyond round-off is a bug (raise). False for steps that are deliberately approximate (a covariance ridge):
-        drops are then counted in ``info["drops"]`` instead.
+    params: dict
+    objective: float
+    loglik: float
+    n_iter: int = 0
+    drops: int = 0
+
+
+class EMStepInfo(NamedTuple):
+    """Diagnostics of one step: the change of the objective and the largest relative change of a parameter."""
+
+    change: float
+    param_change: float
+    dropped: bool
+
+
+def em_init(math: EMMath, params: dict) -> EMState:
+    """The state at ``params`` (the objective evaluated, no step taken)."""
+    ll = float(math.loglik(params))
+    return EMState(params=params, objective=ll + (math.log_prior(params) if math.log_prior else 0.0), loglik=ll)
+
+
+def round_off(math: EMMath, objective: float) -> float:
+    """How far an exact EM step may appear to lower ``objective`` through floating-point round-off alone.
+
+    The objective is a sum of many terms; its round-off is a few ulps of the size of those terms, which the model may
+    state (``math.scale``) and is otherwise taken as the objective itself. 1e-9 of that leaves a wide margin over the
+    1e-16 of one ulp while still catching any real error in an E- or M-step.
+    """
+    scale = math.scale if math.scale is not None else abs(objective)
+    return 1e-9 * max(1.0, scale)
+
+
+def em_step(math: EMMath, state: EMState) -> tuple[EMState, EMStepInfo]:
+    """One E-step plus M-step from ``state``.
+
+    Raises :class:`EMDecreaseError` when an exact step lowers the objective beyond round-off (a bug in the model's
+    math), FloatingPointError when the objective stops being finite.
+    """
+    params = math.step(state.params)
+    ll = float(math.loglik(params))
+    new = ll + (math.log_prior(params) if math.log_prior else 0.0)
+    n_iter = state.n_iter + 1
+    if not np.isfinite(new):
+        raise FloatingPointError(f"EM: the objective became {new} at iteration {n_iter}")
+    if math.exact and new < state.objective - round_off(math, state.objective):
+        raise EMDecreaseError(f"EM lowered its objective from {state.objective!r} to {new!r} at iteration {n_iter}")
+    dropped = new < state.objective
+    info = EMStepInfo(change=new - state.objective, param_change=max_rel_change(state.params, params),
+                      dropped=dropped)
+    return EMState(params, new, ll, n_iter, state.drops + int(dropped)), info
+
+
+def max_rel_change(old: dict, new: dict) -> float:
+    """The largest relative change of any parameter entry between two parameter dicts."""
+    worst = 0.0
+    for key, value in new.items():
+        a, b = np.asarray(old[key], dtype=float), np.asarray(value, dtype=float)
+        if a.size:
+            worst = max(worst, float(np.max(np.abs(b - a) / (np.abs(a) + 1e-12))))
+    return worst
+
+
+@dataclass
+class ConvergenceMonitor:
+    """Stops EM when one iteration raises the objective by less than ``tol * max(1, |objective|)`` *and* changes no
+    parameter by more than ``param_tol`` relative (EM converges linearly, so a flat objective alone would stop it
+    while the parameters still move in their sixth digit), or after ``max_iter`` iterations (not converged).
+
+    Replace it (any object with ``converged(state, info) -> bool`` and ``max_iter``) to stop differently.
     """
 
-    init: Callable
-    step: Callable
-    loglik: Callable
-    log_prior: Callable | None = None
-    check_init: Callable | None = None
-    to_model: Callable | None = None
-    extras: Callable | None = None
-    order: Callable | None = None
-    exact: bool = True
+    tol: float = 1e-10
+    param_tol: float = 1e-9
+    max_iter: int = 5000
 
-    def objective(self, params) -> float:
-        value = self.loglik(params)
-        if self.log_prior is not None:
-            value += self.log_prior(params)
-        return float(value)
+    def __post_init__(self):
+        check(self.tol, "tol", "non-negative number")
+        check(self.param_tol, "param_tol", "non-negative number")
+        check(self.max_iter, "max_iter", "positive integer")
+
+    def converged(self, state: EMState, info: EMStepInfo) -> bool:
+        return info.change <= self.tol * max(1.0, abs(state.objective)) and info.param_change <= self.param_tol
+
+    def describe(self) -> str:
+        return (f"max_iter={self.max_iter} reached before the objective (tol={self.tol:g}) and the parameters "
+                f"(param_tol={self.param_tol:g}) settled")
+
+
+@dataclass(frozen=True)
+class EMRun:
+    """One start run to the end: the final state, the objective and log-likelihood per iteration (start included),
+    whether the monitor was satisfied, and the parameters of every iteration when kept."""
+
+    state: EMState
+    trace: np.ndarray
+    loglik_trace: np.ndarray
+    converged: bool
+    path: list | None = None
+
+    @property
+    def params(self) -> dict:
+        return self.state.params
+
+
+def run_em(math: EMMath, params: dict, monitor=None, *, keep_path: bool = False, callback=None) -> EMRun:
+    """Iterate EM from ``params`` until ``monitor`` (default :class:`ConvergenceMonitor`) says stop.
+
+    ``callback(state, info)`` is called after every step (progress bars, figures).
+    """
+    monitor = ConvergenceMonitor() if monitor is None else monitor
+    state = em_init(math, params)
+    trace, ll_trace = [state.objective], [state.loglik]
+    path = [params] if keep_path else None
+    converged = False
+    while state.n_iter < monitor.max_iter:
+        state, info = em_step(math, state)
+        trace.append(state.objective)
+        ll_trace.append(state.loglik)
+        if keep_path:
+            path.append(state.params)
+        if callback is not None:
+            callback(state, info)
+        if monitor.converged(state, info):
+            converged = True
+            break
+    return EMRun(state, np.array(trace), np.array(ll_trace), converged, path)
 
 
 def em(model, *, prior: bool = False, n_init: int = 1, tol: float = 1e-10, param_tol: float = 1e-9,
        max_iter: int = 5000, seed=None, init=None, keep_path: bool = False, progress: bool = False,
-       **model_options) -> Result:
+       monitor=None, **em_options) -> Result:
     """Run the model's hand-written EM to convergence, keeping the best of ``n_init`` starts.
 
     Without priors EM climbs the observed-data log-likelihood and reaches the MLE; with ``prior=True`` it climbs the
@@ -71,18 +177,15 @@ def em(model, *, prior: bool = False, n_init: int = 1, tol: float = 1e-10, param
 
     Parameters
     ----------
-    model : pm.Model built by one of the zoo's models (``models.<name>.build``).
+    model : pm.Model whose hooks supply EM math (every model of the registry, or one with
+        ``inference.attach(model, ModelHooks(..., em_math=...))``).
     prior : bool
         Use the MAP M-step and the log posterior as objective.
     n_init : int
         Number of starts drawn from the model's initialiser; every start's final objective is reported in
         ``result.info["starts"]`` and the best is returned.
-    tol, param_tol : float
-        Stop when one iteration raises the objective by less than ``tol * max(1, |objective|)`` and changes no
-        parameter by more than ``param_tol`` relative (EM converges linearly, so a flat objective alone would stop
-        it while the parameters are still moving in their sixth digit).
-    max_iter : int
-        Iterations per start; reaching it without meeting ``tol`` sets ``converged=False`` and warns.
+    tol, param_tol, max_iter : the default :class:`ConvergenceMonitor`'s settings; reaching ``max_iter`` sets
+        ``converged=False`` and warns.
     seed : int or numpy.random.Generator
     init : dict or list of dict, optional
         User starting values (constrained, keyed by variable name); replaces the data-driven starts.
@@ -90,7 +193,8 @@ def em(model, *, prior: bool = False, n_init: int = 1, tol: float = 1e-10, param
         Keep the parameters at every iteration of the best start in ``result.info["path"]``.
     progress : bool
         Print one line per start to stderr.
-    **model_options
+    monitor : a replacement for the default :class:`ConvergenceMonitor`.
+    **em_options
         Passed to the model's EM math (for example ``reg_covar`` for the Gaussian mixture).
 
     Raises
@@ -100,18 +204,15 @@ def em(model, *, prior: bool = False, n_init: int = 1, tol: float = 1e-10, param
     """
     hooks = hooks_for(model)
     if hooks is None or hooks.em_math is None:
-        raise TypeError("model: EM needs a model built by one of the zoo's models "
-                        f"({', '.join(_em_models())}); this pm.Model was not")
-    for name, value, ok in (("tol", tol, isinstance(tol, (int, float)) and tol >= 0),
-                            ("param_tol", param_tol, isinstance(param_tol, (int, float)) and param_tol >= 0),
-                            ("max_iter", max_iter, isinstance(max_iter, (int, np.integer)) and max_iter >= 1),
-                            ("n_init", n_init, isinstance(n_init, (int, np.integer)) and n_init >= 1)):
-        if isinstance(value, bool) or not ok:
-            raise ValueError(f"{name}: expected a {'non-negative number' if 'tol' in name else 'positive integer'}"
-                             f", got {value!r}")
+        raise TypeError("model: EM needs hand-derived EM math attached to the pm.Model (build it with a registered "
+                        "model's build(), or attach ModelHooks(em_math=...) with inference.attach); this one has "
+                        "none")
+    check(n_init, "n_init", "positive integer")
+    monitor = ConvergenceMonitor(tol, param_tol, max_iter) if monitor is None else monitor
     if not prior and hooks.mle_check is not None:
         hooks.mle_check()
-    math: EMMath = hooks.em_math(bool(prior), **model_options)
+    _check_em_options(hooks, em_options)
+    math: EMMath = hooks.em_math(bool(prior), **em_options)
     rng = as_generator(seed)
     if init is not None:
         inits = [init] if isinstance(init, dict) else list(init)
@@ -121,85 +222,52 @@ def em(model, *, prior: bool = False, n_init: int = 1, tol: float = 1e-10, param
     else:
         starts = [math.init(rng) for _ in range(n_init)]
 
+    from .functions import functions_for
+
     fns = functions_for(model)
     method = "map_em" if prior else "em"
     t0 = time.perf_counter()
     runs = []
     for i, params in enumerate(starts):
-        run = _run_one(math, params, tol, param_tol, max_iter, keep_path)
+        run = run_em(math, params, monitor, keep_path=keep_path)
         runs.append(run)
         if progress:
-            print(f"{method}: start {i + 1}/{len(starts)}: objective {run['trace'][-1]:.10g} after "
-                  f"{run['n_iter']} iterations{'' if run['converged'] else ' (not converged)'}", file=sys.stderr)
-    best = max(runs, key=lambda r: r["trace"][-1])
-    params = best["params"]
-    if math.order is not None:
-        params = math.order(params)
+            print(f"{method}: start {i + 1}/{len(starts)}: objective {run.trace[-1]:.10g} after "
+                  f"{run.state.n_iter} iterations{'' if run.converged else ' (not converged)'}", file=sys.stderr)
+    best = max(runs, key=lambda r: r.trace[-1])
+    params = math.order(best.params) if math.order is not None else best.params
     t_run = time.perf_counter() - t0
     compile_before = fns.compile_seconds
     model_point = math.to_model(params) if math.to_model else params
     theta = fns.to_unconstrained(model_point)
     loglik = float(fns.value("loglik")(theta))
     info = {"objective": "log density (no Jacobian)" if prior else "log-likelihood",
-            "starts": [float(r["trace"][-1]) for r in runs],
-            "starts_converged": [bool(r["converged"]) for r in runs],
-            "loglik_trace": np.array(best["loglik_trace"]), "drops": best["drops"],
-            "model_point": model_point}
+            "starts": [float(r.trace[-1]) for r in runs], "starts_converged": [bool(r.converged) for r in runs],
+            "loglik_trace": best.loglik_trace, "drops": best.state.drops, "model_point": model_point,
+            "theta": theta}
     if keep_path:
-        info["path"] = best["path"]
+        info["path"] = best.path
     if math.extras is not None:
         info.update(math.extras(params))
-    if not best["converged"]:
-        warn_not_converged(method, f"max_iter={max_iter} reached before the objective (tol={tol:g}) and the "
-                                   f"parameters (param_tol={param_tol:g}) settled")
+    if not best.converged:
+        describe = getattr(monitor, "describe", None)
+        warn_not_converged(method, describe() if describe else "the convergence monitor was not satisfied")
     all_params = fns.constrained(theta)  # free variables and the model's deterministics, like the other methods
     all_params.update(params)  # EM's own values of the free variables, not round-tripped through the transforms
-    return Result(method=method, params=all_params, sd={}, loglik=loglik, trace=np.array(best["trace"]),
-                  n_iter=best["n_iter"], converged=best["converged"],
+    return Result(method=method, params=all_params, sd={}, loglik=loglik, trace=best.trace,
+                  n_iter=best.state.n_iter, converged=best.converged,
                   time_compile=fns.compile_seconds - compile_before, time_run=t_run, info=info)
 
 
-def _run_one(math: EMMath, params: dict, tol: float, param_tol: float, max_iter: int, keep_path: bool) -> dict:
-    ll = math.loglik(params)
-    obj = ll + (math.log_prior(params) if math.log_prior else 0.0)
-    trace, ll_trace, path = [obj], [ll], [params] if keep_path else None
-    converged = False
-    n_iter = drops = 0
-    for n_iter in range(1, max_iter + 1):
-        old, params = params, math.step(params)
-        ll = math.loglik(params)
-        new = ll + (math.log_prior(params) if math.log_prior else 0.0)
-        if not np.isfinite(new):
-            raise FloatingPointError(f"EM: the objective became {new} at iteration {n_iter}")
-        if new < obj - 1e-9 * max(1.0, abs(obj)) and math.exact:
-            raise EMDecreaseError(f"EM lowered its objective from {obj!r} to {new!r} at iteration {n_iter}")
-        trace.append(new)
-        ll_trace.append(ll)
-        if keep_path:
-            path.append(params)
-        if new < obj:
-            drops += 1
-        if new - obj <= tol * max(1.0, abs(new)) and _max_rel_change(old, params) <= param_tol:
-            converged = True
-            obj = new
-            break
-        obj = new
-    return {"params": params, "trace": trace, "loglik_trace": ll_trace, "path": path, "n_iter": n_iter,
-            "converged": converged, "drops": drops}
+def _check_em_options(hooks, options: dict) -> None:
+    """Name an option the model's EM does not take, instead of a TypeError from deep inside the model."""
+    import inspect
 
-
-def _max_rel_change(old: dict, new: dict) -> float:
-    worst = 0.0
-    for key, value in new.items():
-        a, b = np.asarray(old[key], dtype=float), np.asarray(value, dtype=float)
-        if a.size:
-            worst = max(worst, float(np.max(np.abs(b - a) / (np.abs(a) + 1e-12))))
-    return worst
-
-
-def _em_models() -> list[str]:
-    try:
-        import models
-    except ImportError:  # pragma: no cover - the zoo's models are installed with the package
-        return []
-    return list(models.EM_MODELS)
+    params = inspect.signature(hooks.em_math).parameters.values()
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params):
+        return
+    accepted = {p.name for p in params} - {"prior"}
+    unknown = sorted(set(options) - accepted)
+    if unknown:
+        takes = f"takes {', '.join(sorted(accepted))}" if accepted else "takes no options"
+        raise TypeError(f"{unknown[0]}: the {hooks.name} model's EM {takes}")

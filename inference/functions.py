@@ -23,8 +23,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import pytensor
 import pytensor.tensor as pt
-from pytensor.gradient import grad, jacobian
 from pytensor.compile.mode import Mode
+from pytensor.gradient import grad, jacobian
 from pytensor.graph.replace import graph_replace
 
 __all__ = ["ModelFunctions", "functions_for"]

@@ -9,7 +9,7 @@ import numpy as np
 import pymc as pm
 
 from .functions import functions_for
-from .result import Result, warn_not_converged
+from .result import Result, summarise_draws, warn_not_converged
 from .starts import as_generator
 
 __all__ = ["nuts"]
@@ -40,8 +40,7 @@ def nuts(model, *, draws: int = 1000, tune: int = 1000, chains: int = 2, seed=No
     t_run = float(post.attrs.get("sampling_time", total))
     names = [n for n in fns.param_names if n in post]
     draws_out = {n: np.asarray(post[n].values, dtype=float) for n in names}
-    params = {n: d.mean(axis=(0, 1)) for n, d in draws_out.items()}
-    sd = {n: d.std(axis=(0, 1), ddof=1) for n, d in draws_out.items()}
+    draws_out, params, sd = summarise_draws(model, draws_out, rng)
     rhat = az.rhat(idata, var_names=names)
     ess_bulk = az.ess(idata, var_names=names, method="bulk")
     ess_tail = az.ess(idata, var_names=names, method="tail")

@@ -8,8 +8,8 @@ import warnings
 import numpy as np
 from scipy import optimize
 
+from .base import hooks_for
 from .functions import functions_for
-from .hooks import hooks_for
 from .result import Result, warn_not_converged
 from .starts import starting_points
 

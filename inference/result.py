@@ -92,6 +92,19 @@ class Result:
         return rows
 
 
+def summarise_draws(model, draws: dict, rng) -> tuple[dict, dict, dict]:
+    """(draws, means, sds) of a sampling method, with the draws of what the model integrates out added through its
+    hooks' ``latent_draws`` (imputed entries, states) so that they are summarised like the parameters."""
+    from .base import hooks_for
+
+    hooks = hooks_for(model)
+    if hooks is not None and hooks.latent_draws is not None:
+        draws = {**draws, **hooks.latent_draws(draws, rng)}
+    means = {n: d.mean(axis=(0, 1)) for n, d in draws.items()}
+    sds = {n: d.std(axis=(0, 1), ddof=1) for n, d in draws.items()}
+    return draws, means, sds
+
+
 def flat_labels(name: str, shape: tuple):
     """Labels and indices of every scalar entry of an array named ``name``."""
     if shape == ():

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .base import hooks_for
 from .functions import functions_for
-from .hooks import hooks_for
 
 __all__ = ["as_generator", "starting_points"]
 

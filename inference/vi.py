@@ -22,7 +22,7 @@ from pymc.variational.callbacks import Callback
 
 from .functions import functions_for
 from .optimize import minimise, unconstrained_cov
-from .result import Result, warn_not_converged
+from .result import Result, summarise_draws, warn_not_converged
 from .starts import as_generator, starting_points
 
 __all__ = ["advi", "fullrank_advi"]
@@ -121,8 +121,7 @@ def _fit(model, method, *, seed, max_iter, learning_rate, window, draws, init, p
     post = idata["posterior"]
     names = fns.param_names
     draws_out = {n: np.asarray(post[n].values, dtype=float) for n in names if n in post}
-    params = {n: d.mean(axis=(0, 1)) for n, d in draws_out.items()}
-    sd = {n: d.std(axis=(0, 1), ddof=1) for n, d in draws_out.items()}
+    draws_out, params, sd = summarise_draws(model, draws_out, rng)
     t_run = time.perf_counter() - t0 + t_init - t_step_compile
     compile_before = fns.compile_seconds
     loglik = fns.loglik_at({n: params[n] for n in fns.free_names()})

@@ -2,21 +2,8 @@
 
 >>> from models import normal
 >>> model = normal.build(normal.example().data)
+
+Each module's ``SPEC`` (an :class:`inference.ModelSpec`) is registered under the entry-point group
+``estimator_zoo.models`` in ``pyproject.toml``, the same way a user's package adds a model: ``zoo list`` and
+:func:`inference.registry.models` find them there.
 """
-
-from __future__ import annotations
-
-from . import gaussian_mixture, logistic, missing_data, normal, poisson
-
-MODELS = {m.NAME: m for m in (normal, poisson, logistic, gaussian_mixture, missing_data)}
-EM_MODELS = tuple(MODELS)
-
-__all__ = ["EM_MODELS", "MODELS", "gaussian_mixture", "get", "logistic", "normal", "poisson"]
-
-
-def get(name: str):
-    """The model module called ``name``; a ValueError naming the known models otherwise."""
-    try:
-        return MODELS[name]
-    except KeyError:
-        raise ValueError(f"model: unknown model {name!r}; expected one of {', '.join(MODELS)}") from None

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 import numpy as np
 import pymc as pm
 import pytensor
@@ -11,27 +9,11 @@ import pytensor.tensor as pt
 from pytensor.graph.replace import graph_replace
 from scipy import optimize
 
-__all__ = ["Example", "as_vector", "check_k", "data_of", "dist_params", "positive", "simulate_from"]
+from inference.base import Example
+from inference.checks import check
 
-
-@dataclass(frozen=True)
-class Example:
-    """A built-in example: the data, the options for ``build``, and the truth when the data were simulated."""
-
-    data: object
-    build_kwargs: dict = field(default_factory=dict)
-    truth: dict | None = None
-    source: str = "simulated"
-    extra: dict = field(default_factory=dict)
-
-    @property
-    def args(self) -> tuple:
-        """Positional arguments of the model's ``build``: ``build(*example.args, **example.build_kwargs)``."""
-        return self.data if isinstance(self.data, tuple) else (self.data,)
-
-    @property
-    def n(self) -> int:
-        return len(self.data[0] if isinstance(self.data, tuple) else self.data)
+__all__ = ["Example", "as_vector", "check_k", "check_n", "data_of", "dirichlet_map", "dist_params",
+           "halfnormal_scale_map", "normal_mean_map", "positive", "simulate_from"]
 
 
 def as_vector(values, name: str, *, integer: bool = False, nonnegative: bool = False) -> np.ndarray:
@@ -57,6 +39,11 @@ def as_vector(values, name: str, *, integer: bool = False, nonnegative: bool = F
     return arr
 
 
+def check_n(n) -> int:
+    """A sample size for a simulator: a positive integer, or a ValueError naming ``n``."""
+    return int(check(n, "n", "positive integer"))
+
+
 def positive(value, name: str) -> float:
     """A positive finite float, or a ValueError naming ``name``."""
     try:
@@ -66,6 +53,17 @@ def positive(value, name: str) -> float:
     if not np.isfinite(v) or v <= 0:
         raise ValueError(f"{name}: expected a positive number, got {value!r}")
     return v
+
+
+def normal_prior(prior, name: str) -> tuple[float, float]:
+    """(mean, sd) of a Normal prior: a finite mean and a positive sd, or a ValueError naming ``name``."""
+    try:
+        m, s = (float(v) for v in prior)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name}: expected (mean, sd), got {prior!r}") from None
+    if not np.isfinite(m):
+        raise ValueError(f"{name}: expected a finite mean, got {m!r}")
+    return m, positive(s, f"{name} sd")
 
 
 def check_k(k, n_distinct: int, what: str = "distinct values") -> int:
@@ -100,40 +98,6 @@ def simulate_from(model: pm.Model, params: dict, observed: str, seed) -> np.ndar
     """Draw the observed variable ``observed`` from the model's own declaration with ``params`` fixed (``pm.do``)."""
     fixed = pm.do(model, {k: np.asarray(v, dtype=float) for k, v in params.items()})
     return np.asarray(pm.draw(fixed[observed], random_seed=seed))
-
-
-def read_csv(path):
-    """A CSV file as a DataFrame; ValueError naming ``--data`` when it is missing, unreadable or empty."""
-    import pandas as pd
-
-    try:
-        frame = pd.read_csv(path)
-    except FileNotFoundError:
-        raise ValueError(f"--data: no such file: {path}") from None
-    except (OSError, UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise ValueError(f"--data: cannot read {path} as CSV: {reason}") from None
-    if frame.shape[0] == 0:
-        raise ValueError(f"--data: {path} has a header but no rows")
-    return frame
-
-
-def numeric_column(frame, column: str | None, what: str = "--column") -> tuple[np.ndarray, str]:
-    """The values of ``column`` (or of the only numeric column) and its name; ValueError naming ``what``."""
-    import pandas as pd
-
-    if column is None:
-        numeric = [c for c in frame.columns if pd.api.types.is_numeric_dtype(frame[c])]
-        if len(numeric) != 1:
-            raise ValueError(f"{what}: expected the name of the column to use; the file has "
-                             f"{len(numeric)} numeric columns ({', '.join(map(str, numeric)) or 'none'})")
-        column = numeric[0]
-    if column not in frame.columns:
-        raise ValueError(f"{what}: no column {column!r} in the file (columns: {', '.join(map(str, frame.columns))})")
-    values = frame[column]
-    if not pd.api.types.is_numeric_dtype(values):
-        raise ValueError(f"{what}: column {column!r} is not numeric")
-    return values.to_numpy(dtype=float), str(column)
 
 
 def data_centred_priors(X, mu_prior, sigma_prior):
@@ -216,3 +180,35 @@ def lkj_m_step(prior_fn, cov_now, nk, ss, D):
     return L @ L.T
 
 
+
+
+# ------------------------------------------------------------------------------------------------ MAP M-steps
+# The conditional maximisers every model's MAP M-step shares (each maximises the expected complete-data log
+# posterior in one block of parameters given the others, so an ECM built from them never lowers the objective).
+def halfnormal_scale_map(ss, n, tau):
+    """argmax over s of -n log s - ss / (2 s^2) + log HalfNormal(s | tau), as s^2.
+
+    The stationarity condition s^4 / tau^2 + n s^2 - ss = 0 has the positive root written here in the form that
+    does not cancel when ss / tau^2 << n^2. Works elementwise on arrays.
+    """
+    ss, n, tau = (np.asarray(v, dtype=float) for v in (ss, n, tau))
+    return 2 * ss / (n + np.sqrt(n * n + 4 * ss / tau**2))
+
+
+def normal_mean_map(precision, n, sx, m0, s0):
+    """argmax over m of the Gaussian expected complete-data log-likelihood plus a Normal(m0, s0) prior per entry.
+
+    ``precision`` is the current (D x D) inverse covariance, ``n`` the (expected) count and ``sx`` the (expected)
+    sum of the observations: m = (n P + diag(1/s0^2))^-1 (P sx + m0 / s0^2).
+    """
+    P = np.atleast_2d(np.asarray(precision, dtype=float))
+    s0 = np.broadcast_to(np.asarray(s0, dtype=float), (P.shape[0],))
+    A = n * P + np.diag(1 / s0**2)
+    return np.linalg.solve(A, P @ np.atleast_1d(np.asarray(sx, dtype=float)) + np.asarray(m0) / s0**2)
+
+
+def dirichlet_map(nk, a):
+    """argmax over the simplex of sum_k (nk + a_k - 1) log w_k: the MAP weights under a Dirichlet(a) prior."""
+    nk = np.asarray(nk, dtype=float)
+    a = np.broadcast_to(np.asarray(a, dtype=float), nk.shape)
+    return (nk + a - 1.0) / (nk.sum() + a.sum() - nk.size)

@@ -44,17 +44,21 @@ import pymc as pm
 import pytensor.tensor as pt
 from scipy import stats
 
-from inference.em import EMMath
-from inference.hooks import ModelHooks, attach
+from inference.base import EMMath, ModelHooks, ModelSpec, Option, attach
+from inference.checks import check
 
 from ._common import (
     Example,
     check_k,
+    check_n,
     chol_prior_fn,
     data_centred_priors,
     data_of,
+    dirichlet_map,
     dist_params,
+    halfnormal_scale_map,
     lkj_m_step,
+    normal_mean_map,
     pack,
     positive,
     simulate_from,
@@ -62,25 +66,26 @@ from ._common import (
 )
 
 NAME = "gaussian_mixture"
-DESCRIPTION = "x ~ sum_k w_k Normal(mu_k, cov_k), 1-D or multivariate (0.3/0.7, means 0/5, sds 1/1.5, n=300)"
-OPTIONS = "--k K (components, default 2), --columns a,b,... (CSV; all numeric columns by default)"
-EXAMPLE_OPTIONS = ("k",)
-CSV_OPTIONS = ("k", "columns")
 TRUTH = {"w": np.array([0.3, 0.7]), "mu": np.array([0.0, 5.0]), "sigma": np.array([1.0, 1.5])}
+# The trivariate example: three components, one with correlated coordinates.
+TRUTH_3D = {"w": np.array([0.5, 0.3, 0.2]),
+            "mu": np.array([[0.0, 0.0, 0.0], [4.0, 1.0, 0.0], [8.0, -2.0, 3.0]]),
+            "cov": np.stack([np.eye(3), np.diag([1.0, 2.0, 0.5]),
+                             np.array([[1.0, 0.5, 0.0], [0.5, 1.0, 0.0], [0.0, 0.0, 1.0]])])}
 EXAMPLE_N = 300
+EXAMPLE_N_3D = 600
 EXAMPLE_SEED = 42
 COVARIANCE_TYPES = ("full", "diag")
 # NUTS on a multivariate mixture is slow and label-switching-prone; it runs on request (--estimators) only.
-DEFAULT_ESTIMATORS_MULTIVARIATE = ("mle", "map", "em", "map_em", "advi", "fullrank_advi")
+SKIP_MULTIVARIATE = {"nuts": "slow and prone to label switching on multivariate mixtures; ask for it explicitly"}
 
 __all__ = [
-    "NAME",
+    "SPEC",
     "build",
-    "em_fit",
     "em_math",
     "estimate_log_prob",
     "example",
-    "from_frame",
+    "init_from_centres",
     "kmeans_plus_plus",
     "simulate",
     "sufficient_statistics",
@@ -173,15 +178,16 @@ def build(X, k: int = 2, *, covariance_type: str = "full", w_prior: float = 2.0,
     options = {"k": k, "dims": D, "covariance_type": covariance_type if D > 1 else "full", "w_prior": a,
                "mu_prior": (m0.tolist(), s0.tolist()), "sigma_prior": tau.tolist(), "lkj_eta": eta}
     public = ["w", "mu", "sigma"] if D == 1 else ["w", "mu", "cov"]
-    return attach(model, ModelHooks(NAME, options, em_math=lambda prior, **kw: em_math(model, prior=prior, **kw),
-                                    init=lambda rng: _model_init(model, rng), align=align, public=public,
-                                    estimators=None if D == 1 else DEFAULT_ESTIMATORS_MULTIVARIATE))
+    def math(prior, reg_covar: float = 0.0):
+        return em_math(model, prior=prior, reg_covar=reg_covar)
+
+    return attach(model, ModelHooks(NAME, options, em_math=math, init=lambda rng: _model_init(model, rng),
+                                    align=align, public=public, skip={} if D == 1 else dict(SKIP_MULTIVARIATE)))
 
 
 def simulate(params, n: int = EXAMPLE_N, seed=EXAMPLE_SEED) -> np.ndarray:
     """``n`` draws from the declaration with ``params`` fixed: ``w``, ``mu`` and ``sigma`` (1-D) or ``cov``."""
-    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
-        raise ValueError(f"n: expected a positive integer, got {n!r}")
+    n = check_n(n)
     mu = np.asarray(params["mu"], dtype=float)
     k = mu.shape[0]
     if mu.ndim == 1:
@@ -198,33 +204,18 @@ def simulate(params, n: int = EXAMPLE_N, seed=EXAMPLE_SEED) -> np.ndarray:
     return simulate_from(model, fixed, "x", seed)
 
 
-def example(seed=EXAMPLE_SEED, k: int = 2) -> Example:
-    if k != 2:
-        raise ValueError(f"k: the built-in mixture example has k = 2 components, got {k}")
-    truth = {key: v.copy() for key, v in TRUTH.items()}
-    return Example(simulate(truth, EXAMPLE_N, seed), build_kwargs={"k": 2}, truth=truth)
-
-
-def from_frame(frame, *, k: int = 2, columns=None, source="csv") -> Example:
-    """The numeric columns (or ``columns``) of a DataFrame as the D-dimensional observations."""
-    import pandas as pd
-
-    if columns is None:
-        names = [c for c in frame.columns if pd.api.types.is_numeric_dtype(frame[c])]
-        if not names:
-            raise ValueError("--columns: the file has no numeric column")
-    else:
-        names = [c.strip() for c in columns.split(",")] if isinstance(columns, str) else list(columns)
-        for c in names:
-            if c not in frame.columns:
-                raise ValueError(f"--columns: no column {c!r} in the file")
-            if not pd.api.types.is_numeric_dtype(frame[c]):
-                raise ValueError(f"--columns: column {c!r} is not numeric")
-        if len(set(names)) != len(names):
-            raise ValueError("--columns: a column is named twice")
-    X = check_data(frame[names].to_numpy(dtype=float), "--data", columns=[f"column {c!r}" for c in names])
-    check_k(k, _distinct_rows(X), "distinct points")
-    return Example(X[:, 0] if X.shape[1] == 1 else X, build_kwargs={"k": k}, source=source)
+def example(seed=EXAMPLE_SEED, k: int = None, example: str = "classic") -> Example:
+    """``"classic"``: the 1-D two-component illustration; ``"trivariate"``: 600 points from three 3-D components
+    (one with correlated coordinates)."""
+    examples = {"classic": (TRUTH, EXAMPLE_N), "trivariate": (TRUTH_3D, EXAMPLE_N_3D)}
+    if example not in examples:
+        raise ValueError(f"example: expected 'classic' or 'trivariate', got {example!r}")
+    truth, n = examples[example]
+    K = len(truth["w"])
+    if k is not None and k != K:
+        raise ValueError(f"k: the {example} mixture example has k = {K} components, got {k}")
+    truth = {key: v.copy() for key, v in truth.items()}
+    return Example(simulate(truth, n, seed), build_kwargs={"k": K}, truth=truth)
 
 
 # ------------------------------------------------------------------------------------------------ EM building blocks
@@ -321,35 +312,6 @@ def init_from_centres(X, centres, reg_covar, covariance_type="full") -> dict:
             c = np.diag(np.diag(c))
         cov[k] = c + (reg_covar + 1e-6 * np.trace(overall) / D) * np.eye(D)
     return {"w": w / w.sum(), "mu": mu, "cov": cov}
-
-
-def em_fit(X, k, *, rng=None, init=None, reg_covar=1e-6, covariance_type="full", tol=1e-10, max_iter=500):
-    """Plain maximum-likelihood EM on an array, no PyMC model: the same building blocks without the driver's
-    bookkeeping (the benchmark against scikit-learn uses it).
-
-    Returns (params, log-likelihood trace, responsibilities (N x K) at the final parameters).
-    """
-    X = np.asarray(X, dtype=float)
-    X = X[:, None] if X.ndim == 1 else X
-    shift = X.mean(axis=0)
-    Xc = X - shift
-    F = quadratic_features(Xc)
-    rng = np.random.default_rng(0) if rng is None else rng
-    if init is None:
-        p = init_from_centres(Xc, kmeans_plus_plus(Xc, k, rng), reg_covar, covariance_type)
-    else:
-        p = _check_params(init, k, X.shape[1], "init")
-        p = {"w": p["w"], "mu": p["mu"] - shift, "cov": p["cov"]}
-    trace = []
-    lse, resp = log_responsibilities(estimate_log_prob(F, p["w"], p["mu"], p["cov"]))
-    trace.append(lse.sum())
-    for _ in range(max_iter):
-        p = _m_step(F, resp, X.shape[1], reg_covar, covariance_type)
-        lse, resp = log_responsibilities(estimate_log_prob(F, p["w"], p["mu"], p["cov"]))
-        trace.append(lse.sum())
-        if trace[-1] - trace[-2] <= tol * abs(trace[-1]):
-            break
-    return {"w": p["w"], "mu": p["mu"] + shift, "cov": p["cov"]}, np.array(trace), resp.T
 
 
 def _m_step(F, resp, D, reg_covar, covariance_type):
@@ -456,10 +418,8 @@ def em_math(model: pm.Model, *, prior: bool, reg_covar: float = 0.0) -> EMMath:
     default 0 keeps each step an exact maximisation, so EM converges to the MLE itself and its monotonicity is
     guarded; with a ridge the steps are approximate and EM stops short of the MLE by about the ridge.
     """
-    if not (isinstance(reg_covar, (int, float)) and reg_covar >= 0):
-        raise ValueError(f"reg_covar: expected a non-negative number, got {reg_covar!r}")
+    check(reg_covar, "reg_covar", "non-negative number")
     X, K, D, diag = _layout(model)
-    n = X.shape[0]
     shift = X.mean(axis=0)
     F = quadratic_features(X - shift)
     ctype = "diag" if diag else "full"
@@ -500,22 +460,17 @@ def em_math(model: pm.Model, *, prior: bool, reg_covar: float = 0.0) -> EMMath:
             new["mu"] = new["mu"] + shift
             return _public(new, D)
         nk, sx, sxx = sufficient_statistics(F, resp, D)  # in centred coordinates
-        w = (nk + a - 1.0) / (n + a.sum() - K)
+        w = dirichlet_map(nk, a)
         q = _internal(p, D)
-        m0c = m0 - shift
         mu, cov = np.empty((K, D)), np.empty((K, D, D))
         for j in range(K):
-            P = np.linalg.inv(q["cov"][j])
-            A = nk[j] * P + np.diag(1 / s0**2)
-            mc = np.linalg.solve(A, P @ sx[j] + m0c / s0**2)
+            mc = normal_mean_map(np.linalg.inv(q["cov"][j]), nk[j], sx[j], m0 - shift, s0)
             mu[j] = mc + shift
             ss = sxx[j] - np.outer(mc, sx[j]) - np.outer(sx[j], mc) + nk[j] * np.outer(mc, mc)
             if D == 1:
-                s2 = 2 * ss[0, 0] / (nk[j] + np.sqrt(nk[j] ** 2 + 4 * ss[0, 0] / tau**2))
-                cov[j] = [[s2]]
+                cov[j] = [[halfnormal_scale_map(ss[0, 0], nk[j], tau)]]
             elif diag:
-                d = np.diag(ss)
-                cov[j] = np.diag(2 * d / (nk[j] + np.sqrt(nk[j] ** 2 + 4 * d / tau_d**2)))
+                cov[j] = np.diag(halfnormal_scale_map(np.diag(ss), nk[j], tau_d))
             else:
                 cov[j] = lkj_m_step(chol_prior[j], q["cov"][j], nk[j], ss, D)
         cov += reg_covar * np.eye(D)[None]
@@ -596,112 +551,29 @@ def align(result, truth=None):
     return replace(result, params=params, sd=sd, draws=draws)
 
 
-# ------------------------------------------------------------------------------------------------ figures
+# ------------------------------------------------------------------------------------------------ density
 def density(params: dict, grid: np.ndarray) -> np.ndarray:
     """The fitted 1-D mixture density on ``grid``."""
     w, mu, sigma = (np.asarray(params[k], dtype=float) for k in ("w", "mu", "sigma"))
     return np.sum(w[None, :] * stats.norm.pdf(grid[:, None], mu[None, :], sigma[None, :]), axis=1)
 
 
-def em_panels(x, path, truth=None, iterations=(0, 1, 2, 5, 10, 20)):
-    """EM's first iterations as panels: the histogram and the mixture at each iteration (1-D)."""
-    import matplotlib.pyplot as plt
-
-    its = [i for i in iterations if i < len(path)]
-    fig, axes = plt.subplots(1, len(its), figsize=(2.6 * len(its), 2.6), sharey=True)
-    axes = np.atleast_1d(axes)
-    grid = np.linspace(x.min() - 1, x.max() + 1, 300)
-    for ax, i in zip(axes, its):
-        p = path[i]
-        ax.hist(x, bins=30, density=True, color="0.85")
-        for j in range(len(p["w"])):
-            ax.plot(grid, p["w"][j] * stats.norm.pdf(grid, p["mu"][j], p["sigma"][j]), lw=1)
-        ax.plot(grid, density(p, grid), "k", lw=1.2)
-        ax.set_title(f"iteration {i}", fontsize=9)
-    fig.tight_layout()
-    return fig
+def _min_n(options) -> int:
+    return max(2, int(options.get("k") or 2) + 1)
 
 
-def figures(example, comparison, folder) -> list[str]:
-    """EM's first iterations as panels (1-D examples)."""
-    import os
-
-    import matplotlib.pyplot as plt
-
-    from inference import em
-
-    data = np.asarray(example.data)
-    if data.ndim != 1 or "em" not in comparison.results:
-        return []
-    model = build(data, **example.build_kwargs)
-    res = em(model, keep_path=True, seed=0, init=_first_start(model))
-    fig = em_panels(data, res.info["path"])
-    fig.savefig(os.path.join(folder, "em_iterations.png"), dpi=90)
-    plt.close(fig)
-    return ["em_iterations.png"]
-
-
-def _first_start(model):
-    """A deliberately poor start (both components on the left) so the panels show EM at work."""
-    X, K, D, _ = _layout(model)
-    x = X[:, 0]
-    q = np.quantile(x, np.linspace(0.05, 0.3, K))
-    return {"w": np.full(K, 1.0 / K), "mu": q, "sigma": np.full(K, x.std())}
-
-
-
-# ------------------------------------------------------------------------------------------------ segmentation
-def load_image(source="astronaut") -> np.ndarray:
-    """An RGB image as floats in [0, 1]: ``"astronaut"`` (shipped with scikit-image) or a file path."""
-    from skimage import color, data, io
-
-    if source == "astronaut":
-        img = data.astronaut()
-    else:
-        import os
-
-        if not os.path.isfile(source):
-            raise ValueError(f"--image: no such file: {source}")
-        try:
-            img = io.imread(source)
-        except Exception as exc:  # imageio raises many types for unreadable files
-            reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            raise ValueError(f"--image: cannot read {source} as an image: {reason}") from None
-    img = np.asarray(img)
-    if img.ndim == 2:
-        img = color.gray2rgb(img)
-    if img.ndim != 3 or img.shape[2] not in (3, 4) or min(img.shape[:2]) < 1:
-        raise ValueError(f"--image: expected an RGB image, got an array of shape {img.shape}")
-    img = img[:, :, :3]
-    if img.dtype.kind in "ui":
-        return img.astype(float) / np.iinfo(img.dtype).max
-    return np.clip(img.astype(float), 0.0, 1.0)
-
-
-def segment(rgb, k: int = 5, *, seed=0, max_iter: int = 200, reg_covar: float = 1e-3, progress: bool = False) -> dict:
-    """Fit a K-component full-covariance mixture to the Lab colours of ``rgb`` with the zoo's EM.
-
-    Photographs hold many identical pixels (saturated white or black), onto which a component collapses without a
-    ridge; ``reg_covar`` (in squared Lab units, 1e-3 by default) keeps every covariance regular.
-
-    Returns the labels (H x W), the segmented image (each pixel painted with its component's mean colour, RGB) and
-    the EM result.
-    """
-    from skimage import color
-
-    from inference import em
-
-    lab = color.rgb2lab(rgb)
-    X = lab.reshape(-1, 3)
-    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
-        raise ValueError(f"--k: expected a positive number of components, got {k!r}")
-    distinct = _distinct_rows(X) if X.shape[0] <= 2_000_000 else X.shape[0]
-    if k > distinct:
-        raise ValueError(f"--k: expected at most as many components as distinct colours ({distinct}), got {k}")
-    model = build(X, k=k)
-    result = em(model, seed=seed, max_iter=max_iter, tol=1e-9, param_tol=1e-6, progress=progress,
-                reg_covar=reg_covar)
-    resp = result.info["responsibilities"]
-    labels = np.argmax(resp, axis=1).reshape(rgb.shape[:2])
-    means_rgb = color.lab2rgb(result.params["mu"][None, :, :])[0]
-    return {"labels": labels, "segmented": means_rgb[labels], "result": result}
+SPEC = ModelSpec(
+    name=NAME,
+    description="x ~ sum_k w_k Normal(mu_k, cov_k), 1-D or multivariate (0.3/0.7, means 0/5, sds 1/1.5, n=300)",
+    build=build,
+    example=example,
+    simulate=lambda params, n, seed: simulate(params, n, seed),
+    data_kind="matrix",
+    options=(Option("k", int, "number of components (default 2)"),
+             Option("example", str, "built-in example", choices=("classic", "trivariate"), applies="example")),
+    params=("w", "mu", "sigma", "cov"),
+    min_n=_min_n,
+    density=lambda params, grid: density(params, grid),
+    not_default={"nuts": "on data with two or more columns: " + SKIP_MULTIVARIATE["nuts"]},
+    test_cases={"classic": {}, "trivariate": {"example": "trivariate"}},
+)

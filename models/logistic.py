@@ -40,22 +40,17 @@ import pymc as pm
 from scipy import optimize, stats
 from scipy.special import expit, log_expit
 
-from inference.em import EMMath
-from inference.hooks import ModelHooks, attach
+from inference.base import EMMath, ModelHooks, ModelSpec, Option, attach
 
-from ._common import Example, data_of, dist_params, positive, simulate_from
+from ._common import Example, data_of, dist_params, normal_prior, simulate_from
 
 NAME = "logistic"
-DESCRIPTION = "y ~ Bernoulli(sigmoid(alpha + X beta)): logistic regression (2 features, n=1000, 20% held out)"
-OPTIONS = "--target NAME, --features a,b,..., --standardize (CSV); --seed for estimators"
-EXAMPLE_OPTIONS = ("standardize",)
-CSV_OPTIONS = ("target", "features", "standardize")
 TRUTH = {"alpha": -0.5, "beta": np.array([1.5, -2.0])}
 EXAMPLE_N = 1000
 EXAMPLE_SEED = 42
 TEST_FRACTION = 0.2
 
-__all__ = ["NAME", "build", "em_math", "example", "from_frame", "predict_proba", "separated", "simulate"]
+__all__ = ["SPEC", "build", "em_math", "example", "predict_proba", "separated", "simulate"]
 
 
 # ------------------------------------------------------------------------------------------------ input checks
@@ -99,16 +94,6 @@ def check_design(X, y=None, feature_names=None):
     return X, y, names
 
 
-def _normal_prior(prior, name):
-    try:
-        m, s = (float(v) for v in prior)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name}: expected (mean, sd), got {prior!r}") from None
-    if not np.isfinite(m):
-        raise ValueError(f"{name}: expected a finite mean, got {m!r}")
-    return m, positive(s, f"{name} sd")
-
-
 # ------------------------------------------------------------------------------------------------ the model
 def build(X, y, *, feature_names=None, standardize: bool = False, alpha_prior=(0.0, 2.5),
           beta_prior=(0.0, 2.5)) -> pm.Model:
@@ -123,8 +108,8 @@ def build(X, y, *, feature_names=None, standardize: bool = False, alpha_prior=(0
     alpha_prior, beta_prior : (mean, sd) of the Normal priors on the intercept and on each coefficient.
     """
     X, y, names = check_design(X, y, feature_names)
-    a_m, a_s = _normal_prior(alpha_prior, "alpha_prior")
-    b_m, b_s = _normal_prior(beta_prior, "beta_prior")
+    a_m, a_s = normal_prior(alpha_prior, "alpha_prior")
+    b_m, b_s = normal_prior(beta_prior, "beta_prior")
     if standardize:
         center, scale = X.mean(axis=0), X.std(axis=0)
         Z = (X - center) / scale
@@ -169,46 +154,6 @@ def example(seed=EXAMPLE_SEED, standardize: bool = False) -> Example:
     return Example((X[train], y[train]), build_kwargs={"feature_names": ["x0", "x1"], "standardize": standardize},
                    truth={"alpha": TRUTH["alpha"], "beta": TRUTH["beta"].copy()},
                    extra={"X_test": X[test], "y_test": y[test]})
-
-
-def from_frame(frame, *, target=None, features=None, standardize: bool = False, source="csv") -> Example:
-    """Outcomes from column ``target`` (two distinct values, mapped to 0/1) and the numeric features."""
-    import pandas as pd
-
-    if target is None:
-        raise ValueError("--target: expected the name of the outcome column")
-    if target not in frame.columns:
-        raise ValueError(f"--target: no column {target!r} in the file (columns: {', '.join(map(str, frame.columns))})")
-    if features is None:
-        names = [c for c in frame.columns if c != target and pd.api.types.is_numeric_dtype(frame[c])]
-        if not names:
-            raise ValueError("--features: the file has no numeric column besides the target")
-    else:
-        names = [f.strip() for f in features.split(",")] if isinstance(features, str) else list(features)
-        if not names or any(not n for n in names):
-            raise ValueError("--features: expected a comma-separated list of column names")
-        dup = [n for n in names if names.count(n) > 1]
-        if dup:
-            raise ValueError(f"--features: feature {dup[0]!r} is named twice")
-        for n in names:
-            if n not in frame.columns:
-                raise ValueError(f"--features: no column {n!r} in the file")
-            if n == target:
-                raise ValueError(f"--features: {n!r} is the target")
-            if not pd.api.types.is_numeric_dtype(frame[n]):
-                raise ValueError(f"--features: column {n!r} is not numeric")
-    labels = frame[target]
-    if labels.isna().any():
-        raise ValueError(f"--target: column {target!r} has missing values")
-    levels = sorted(pd.unique(labels), key=lambda v: (str(type(v)), v))
-    if len(levels) != 2:
-        raise ValueError(f"--target: expected exactly two distinct values in {target!r}, found {len(levels)}")
-    mapping = {levels[0]: 0, levels[1]: 1}
-    y = labels.map(mapping).to_numpy(dtype=float)
-    X, _, _ = check_design(frame[names].to_numpy(dtype=float), None, names)
-    note = f"target {target!r}: {levels[0]!r} -> 0, {levels[1]!r} -> 1"
-    return Example((X, y), build_kwargs={"feature_names": names, "standardize": bool(standardize)}, source=source,
-                   extra={"mapping": note})
 
 
 # ------------------------------------------------------------------------------------------------ MLE existence
@@ -327,9 +272,6 @@ def predict_proba(result, X) -> np.ndarray:
     return expit(float(result.params["alpha"]) + X @ np.asarray(result.params["beta"]))
 
 
-METRICS_TITLE = "held-out data:"
-
-
 def metrics(example, comparison) -> dict:
     """Held-out accuracy and log-loss per estimator (only when the example has a held-out split)."""
     if "X_test" not in example.extra:
@@ -343,29 +285,26 @@ def metrics(example, comparison) -> dict:
     return out
 
 
-def figures(example, comparison, folder) -> list[str]:
-    """The data with each estimator's decision boundary (two features only)."""
-    import os
+def simulate_study(params, n, seed):
+    """(X, y) for simulation studies: ``n`` rows of standard-normal features (as many as ``params["beta"]`` has)
+    and outcomes drawn from the declaration."""
+    p = np.size(params["beta"])
+    X = np.random.default_rng(seed).standard_normal((n, p))
+    return X, simulate(X, params, seed=seed)
 
-    import matplotlib.pyplot as plt
 
-    X, y = example.data
-    if X.shape[1] != 2:
-        return []
-    fig, ax = plt.subplots(figsize=(6, 5))
-    ax.scatter(X[y == 0, 0], X[y == 0, 1], s=8, c="tab:blue", alpha=0.5, label="y = 0")
-    ax.scatter(X[y == 1, 0], X[y == 1, 1], s=8, c="tab:red", alpha=0.5, label="y = 1")
-    xs = np.linspace(X[:, 0].min(), X[:, 0].max(), 50)
-    lines = [("truth", example.truth, "k", "--")] if example.truth else []
-    lines += [(n, r.params, f"C{i}", "-") for i, (n, r) in enumerate(comparison.results.items())]
-    for name, params, color, ls in lines:
-        a, b = float(params["alpha"]), np.asarray(params["beta"], dtype=float)
-        if abs(b[1]) > 1e-12:
-            ax.plot(xs, -(a + b[0] * xs) / b[1], color=color, ls=ls, lw=1.2, label=name)
-    ax.set_ylim(X[:, 1].min(), X[:, 1].max())
-    ax.legend(fontsize=7)
-    ax.set_title("logistic: decision boundaries (p = 0.5)")
-    fig.tight_layout()
-    fig.savefig(os.path.join(folder, "boundary.png"), dpi=90)
-    plt.close(fig)
-    return ["boundary.png"]
+SPEC = ModelSpec(
+    name=NAME,
+    description="y ~ Bernoulli(sigmoid(alpha + X beta)): logistic regression (2 features, n=1000, 20% held out)",
+    build=build,
+    example=example,
+    simulate=simulate_study,
+    data_kind="design",
+    options=(Option("standardize", bool, "fit on standardised features, report the original scale"),),
+    params=("alpha", "beta"),
+    check_plan=check_plan,
+    metrics=metrics,
+    metrics_title="held-out data:",
+    min_n=lambda options: 4,
+    test_cases={"default": {}, "standardized": {"standardize": True}},
+)

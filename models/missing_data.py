@@ -13,10 +13,17 @@ So the model's log-likelihood is the observed-data likelihood (Little & Rubin): 
 the matching sub-vector and sub-matrix, and MLE and MAP optimise the right objective. Rows with every entry missing
 carry no information and are dropped, with a warning that says how many.
 
+Every estimator runs on this form, the missing entries integrated out exactly. Posterior imputations for NUTS and VI
+come from the same posterior without sampling hundreds of extra unknowns: for each draw of (mu, cov) the missing
+entries of every row are drawn from their conditional normal given the row's observed entries (the hooks'
+``latent_draws``); they appear in the results as ``x_unobserved``. That is the posterior of the imputing form below,
+by the chain rule p(theta, x_mis | x_obs) = p(theta | x_obs) p(x_mis | x_obs, theta).
+
 ``build_imputing`` declares the same model as one masked observation, so PyMC adds the missing entries as unknowns
-(``x_unobserved``): NUTS and VI on it give posterior imputations. Its joint MAP over parameters *and* missing values
-is not the MLE: each missing entry is set to its conditional mean, with no spread, so the covariance shrinks (the
-comparison shows it next to the MLE).
+(``x_unobserved``). Its joint MAP over parameters *and* missing values is not the MLE: each missing entry is set to
+its conditional mean, with no spread, so the covariance shrinks. :func:`joint_map` computes it in closed form, as EM
+without the conditional-covariance term (``em(model, prior=True, conditional_covariance=False)``), and the comparison
+notes show it next to the MLE.
 
 Built-in examples: (1) ``k = 3``: 1,000 rows, 3 correlated columns, 20 % of entries missing completely at random,
 the complete data kept to score imputations. (2) ``series``: the one-column series 2, ?, 6, 8, ?, 10, 12, 14, ?, 18.
@@ -48,27 +55,31 @@ import numpy as np
 import pymc as pm
 from scipy import stats
 
-from inference.em import EMMath
-from inference.hooks import ModelHooks, attach
+from inference.base import EMMath, ModelHooks, ModelSpec, Option, attach
 
-from ._common import Example, chol_prior_fn, data_centred_priors, dist_params, lkj_m_step, pack, positive
+from ._common import (
+    Example,
+    check_n,
+    chol_prior_fn,
+    data_centred_priors,
+    dist_params,
+    halfnormal_scale_map,
+    lkj_m_step,
+    normal_mean_map,
+    pack,
+    positive,
+)
 
 NAME = "missing_data"
-DESCRIPTION = "rows ~ MvNormal(mu, cov) with entries missing at random (1,000 x 3, 20% missing)"
-OPTIONS = "--columns a,b,... (CSV; empty cells and NA are missing); --example series for the 1-D toy series"
-EXAMPLE_OPTIONS = ("example",)
-CSV_OPTIONS = ("columns",)
 TRUTH = {"mu": np.array([1.0, -2.0, 0.5]),
          "cov": np.array([[1.0, 0.6, -0.3], [0.6, 2.0, 0.4], [-0.3, 0.4, 0.5]])}
 EXAMPLE_N = 1000
 EXAMPLE_SEED = 42
 MISSING_FRACTION = 0.2
 SERIES = np.array([2, np.nan, 6, 8, np.nan, 10, 12, 14, np.nan, 18])
-# the imputing form is what NUTS and VI run on; its joint MAP is shown as "map_joint"
-DEFAULT_ESTIMATORS = ("mle", "map", "em", "map_em", "advi", "nuts")
 
-__all__ = ["build", "build_imputing", "simulate", "example", "from_frame", "em_math", "prepare", "patterns",
-           "factored_mle", "impute", "NAME"]
+__all__ = ["SPEC", "build", "build_imputing", "em_math", "example", "factored_mle", "impute", "joint_map",
+           "patterns", "prepare", "simulate"]
 
 
 # ------------------------------------------------------------------------------------------------ input checks
@@ -176,9 +187,12 @@ def build(X, *, columns=None, mu_prior=None, sigma_prior=None, lkj_eta: float = 
             pm.MvNormal(f"obs_{g}", mu[idx], cov[np.ix_(idx, idx)], observed=data, shape=data.shape)
     options = {"columns": names, "mu_prior": (m0.tolist(), s0.tolist()), "sigma_prior": tau.tolist(),
                "lkj_eta": eta}
-    return attach(model, ModelHooks(NAME, options, em_math=lambda prior, **kw: em_math(model, prior=prior, **kw),
-                                    init=lambda rng: _to_model(_init(X, rng), D), public=["mu", "cov"],
-                                    mle_check=lambda: mle_check(X), estimators=DEFAULT_ESTIMATORS))
+    def math(prior, conditional_covariance: bool = True):
+        return em_math(model, prior=prior, conditional_covariance=conditional_covariance)
+
+    return attach(model, ModelHooks(NAME, options, em_math=math, init=lambda rng: _to_model(_init(X, rng), D),
+                                    public=["mu", "cov"], mle_check=lambda: mle_check(X),
+                                    latent_draws=lambda draws, rng: imputation_draws(X, draws, rng)))
 
 
 def build_imputing(X, *, columns=None, mu_prior=None, sigma_prior=None, lkj_eta: float = 2.0) -> pm.Model:
@@ -211,8 +225,7 @@ def simulate(params=None, n: int = EXAMPLE_N, seed=EXAMPLE_SEED, missing: float 
     """(complete data, data with entries masked completely at random): rows drawn from the declaration with
     ``params`` fixed, then each entry hidden with probability ``missing`` (rows left empty keep one entry)."""
     params = dict(TRUTH if params is None else params)
-    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
-        raise ValueError(f"n: expected a positive integer, got {n!r}")
+    n = check_n(n)
     if not 0 <= missing < 1:
         raise ValueError(f"missing: expected a fraction in [0, 1), got {missing!r}")
     mu, cov = np.asarray(params["mu"], dtype=float), np.asarray(params["cov"], dtype=float)
@@ -244,33 +257,6 @@ def example(seed=EXAMPLE_SEED, example: str = "correlated") -> Example:
     complete, masked = simulate(TRUTH, EXAMPLE_N, seed)
     return Example(masked, build_kwargs={"columns": ["x0", "x1", "x2"]},
                    truth={k: v.copy() for k, v in TRUTH.items()}, extra={"complete": complete})
-
-
-def from_frame(frame, *, columns=None, source="csv") -> Example:
-    """Numeric columns (or ``columns``) of a DataFrame; empty cells and NA are missing entries."""
-    import pandas as pd
-
-    if columns is None:
-        names = [c for c in frame.columns if pd.api.types.is_numeric_dtype(frame[c])]
-        all_na = [c for c in frame.columns if not frame[c].notna().any()]
-        if all_na:
-            raise ValueError(f"--data: column {all_na[0]!r} is entirely missing")
-        if not names:
-            raise ValueError("--data: the file has no numeric column")
-    else:
-        names = [c.strip() for c in columns.split(",")] if isinstance(columns, str) else list(columns)
-        for c in names:
-            if c not in frame.columns:
-                raise ValueError(f"--columns: no column {c!r} in the file")
-            if not frame[c].notna().any():
-                raise ValueError(f"--columns: column {c!r} is entirely missing")
-            if not pd.api.types.is_numeric_dtype(frame[c]):
-                raise ValueError(f"--columns: column {c!r} is not numeric")
-        if len(set(names)) != len(names):
-            raise ValueError("--columns: a column is named twice")
-    X = frame[names].to_numpy(dtype=float)
-    X, _ = prepare(X, names)
-    return Example(X, build_kwargs={"columns": names}, source=source)
 
 
 # ------------------------------------------------------------------------------------------------ EM
@@ -337,8 +323,15 @@ def data_from_model(model: pm.Model) -> np.ndarray:
     return X
 
 
-def em_math(model: pm.Model, *, prior: bool) -> EMMath:
-    """EM steps, reading the data and the priors from ``model``."""
+def em_math(model: pm.Model, *, prior: bool, conditional_covariance: bool = True) -> EMMath:
+    """EM steps, reading the data and the priors from ``model``.
+
+    With ``conditional_covariance=False`` the E-step fills each gap with its conditional mean and adds nothing to
+    the expected squares: the steps are then coordinate ascent on the joint density of the parameters and the
+    missing entries, whose maximum is the joint MAP (with ``prior``) of the imputing form. Its objective, reported
+    as the log-likelihood of this EM, is the observed-data log-likelihood plus, per row, the conditional density of
+    the missing entries at their conditional mean, -1/2 log |2 pi C|.
+    """
     X = data_from_model(model)
     n, D = X.shape
     groups = patterns(X)
@@ -352,24 +345,28 @@ def em_math(model: pm.Model, *, prior: bool) -> EMMath:
             chol_prior = chol_prior_fn(model, "chol", D)
 
     def loglik(p):
-        return observed_loglik(X, np.asarray(p["mu"], dtype=float), np.asarray(p["cov"], dtype=float), groups)
+        mu, cov = np.asarray(p["mu"], dtype=float), np.asarray(p["cov"], dtype=float)
+        value = observed_loglik(X, mu, cov, groups)
+        if not conditional_covariance:
+            value += _conditional_log_det(groups, cov)
+        return value
 
     def step(p):
         mu_c = np.asarray(p["mu"], dtype=float) - shift
         cov = np.asarray(p["cov"], dtype=float)
         filled, extra = _conditional_fill(Xc, mu_c, cov)
+        if not conditional_covariance:
+            extra = np.zeros_like(extra)
         sx = filled.sum(axis=0)
         sxx = filled.T @ filled + extra
         if not prior:
             mu_new = sx / n
             cov_new = sxx / n - np.outer(mu_new, mu_new)
         else:
-            P = np.linalg.inv(cov)
-            A = n * P + np.diag(1 / s0**2)
-            mu_new = np.linalg.solve(A, P @ sx + (m0 - shift) / s0**2)
+            mu_new = normal_mean_map(np.linalg.inv(cov), n, sx, m0 - shift, s0)
             ss = sxx - np.outer(mu_new, sx) - np.outer(sx, mu_new) + n * np.outer(mu_new, mu_new)
             if D == 1:
-                cov_new = np.array([[2 * ss[0, 0] / (n + np.sqrt(n * n + 4 * ss[0, 0] / tau**2))]])
+                cov_new = np.array([[halfnormal_scale_map(ss[0, 0], n, tau)]])
             else:
                 cov_new = lkj_m_step(chol_prior, cov, n, ss, D)
         cov_new = 0.5 * (cov_new + cov_new.T)
@@ -403,6 +400,56 @@ def em_math(model: pm.Model, *, prior: bool) -> EMMath:
 
     return EMMath(init=lambda rng: _init(X, rng), step=step, loglik=loglik, log_prior=log_prior if prior else None,
                   check_init=check_init, to_model=lambda p: _to_model(p, D), extras=extras)
+
+
+def _conditional_log_det(groups, cov) -> float:
+    """Sum over rows of -1/2 log |2 pi C|, C the conditional covariance of the row's missing entries."""
+    total = 0.0
+    for obs, rows in groups:
+        m = np.flatnonzero(~obs)
+        if m.size == 0:
+            continue
+        o = np.flatnonzero(obs)
+        S_mo = cov[np.ix_(m, o)]
+        C = cov[np.ix_(m, m)] - S_mo @ np.linalg.solve(cov[np.ix_(o, o)], S_mo.T) if o.size else cov[np.ix_(m, m)]
+        total -= 0.5 * rows.size * (np.linalg.slogdet(C)[1] + m.size * np.log(2 * np.pi))
+    return float(total)
+
+
+def joint_map(model: pm.Model, **em_kwargs):
+    """The joint MAP of the imputing form (parameters and missing entries together) in closed form: EM with the
+    model's priors and without the conditional-covariance term. ``result.info["imputed"]`` holds the filled data."""
+    from inference import em
+
+    return em(model, prior=True, conditional_covariance=False, **em_kwargs)
+
+
+def imputation_draws(X, draws: dict, rng) -> dict:
+    """``x_unobserved`` draws (chain, draw, missing entries in row-major order) given draws of ``mu`` and ``cov``:
+    for every posterior draw, each row's missing entries from their conditional normal given its observed ones."""
+    mu_d, cov_d = np.asarray(draws["mu"], dtype=float), np.asarray(draws["cov"], dtype=float)
+    chains, n_draws = mu_d.shape[:2]
+    mask = np.isnan(X)
+    out = np.empty((chains, n_draws, int(mask.sum())))
+    for c in range(chains):
+        for d in range(n_draws):
+            mu, cov = mu_d[c, d], cov_d[c, d]
+            filled = X.copy()
+            for obs, rows in patterns(X):
+                m, o = np.flatnonzero(~obs), np.flatnonzero(obs)
+                if m.size == 0:
+                    continue
+                if o.size:
+                    S_mo = cov[np.ix_(m, o)]
+                    B = np.linalg.solve(cov[np.ix_(o, o)], S_mo.T).T
+                    mean = mu[m] + (X[np.ix_(rows, o)] - mu[o]) @ B.T
+                    C = cov[np.ix_(m, m)] - B @ S_mo.T
+                else:
+                    mean, C = np.broadcast_to(mu[m], (rows.size, m.size)), cov[np.ix_(m, m)]
+                L = np.linalg.cholesky(0.5 * (C + C.T))
+                filled[np.ix_(rows, m)] = mean + rng.standard_normal((rows.size, m.size)) @ L.T
+            out[c, d] = filled[mask]
+    return {"x_unobserved": out}
 
 
 def impute(X, params) -> np.ndarray:
@@ -444,54 +491,18 @@ def factored_mle(X) -> dict:
     return {"mu": mu, "cov": cov}
 
 
-# ------------------------------------------------------------------------------------------------ comparison
-def run_comparison(example, estimators, *, seed=0, progress=False):
-    """MLE, MAP, EM and MAP-EM on the observed-data model; ADVI and NUTS on the imputing form, plus its joint MAP
-    (``map_joint``) to show how it shrinks the covariance. Every log-likelihood is the observed-data one."""
-    from dataclasses import replace
-
-    import inference
-    from inference.functions import functions_for
-
-    X = example.data
-    kwargs = example.build_kwargs
-    model = build(X, **kwargs)
-    names = list(estimators) if estimators is not None else list(DEFAULT_ESTIMATORS)
-    direct = [e for e in names if e not in ("advi", "fullrank_advi", "nuts")]
-    imputing_names = [e for e in names if e in ("advi", "fullrank_advi", "nuts")]
-    comp = inference.compare(model, direct, truth=example.truth, seed=seed, progress=progress)
-    if imputing_names or "map" in names:
-        imodel = build_imputing(X, **kwargs)
-        # hundreds of imputed entries as parameters: more NUTS draws for R-hat < 1.01 with two chains
-        extra = inference.compare(imodel, imputing_names + ["map"], truth=example.truth, seed=seed,
-                                  progress=progress, options={"nuts": {"draws": 2000}})
-        fns = functions_for(model)
-        D = X.shape[1]
-        for name in imputing_names + ["map"]:
-            label = "map_joint" if name == "map" else name
-            if name in extra.results:
-                res = extra.results[name]
-                ll = fns.loglik_at(_to_model({"mu": res.params["mu"], "cov": res.params["cov"]}, D))
-                comp.results[label] = replace(res, method=label, loglik=ll)
-            elif name in extra.errors:
-                comp.errors[label] = extra.errors[name]
-            comp.order.append(label)
-    return model, comp
-
-
-METRICS_TITLE = "imputation RMSE per column on the masked-out truth:"
-
-
 def notes(example, comparison) -> list[str]:
     """What the reader should see: the joint MAP's covariance is shrunk next to the MLE's."""
-    mle, joint = comparison.results.get("mle"), comparison.results.get("map_joint")
-    X = np.asarray(example.data, dtype=float)
-    if mle is None or joint is None or not np.isnan(X[~np.all(np.isnan(X), axis=1)]).any():
+    mle = comparison.results.get("mle") or comparison.results.get("em")
+    X, _ = prepare(example.data, warn=False)
+    if mle is None or not np.isnan(X).any():
         return []
+    joint = joint_map(build(X, **example.build_kwargs))
     a, b = np.diag(mle.params["cov"]), np.diag(joint.params["cov"])
-    return [f"map_joint maximises over the parameters and the missing values together: each gap is set to its "
-            f"conditional mean with no spread, so the variances shrink (diagonal {np.round(b, 4).tolist()} against "
-            f"the MLE's {np.round(a, 4).tolist()}); the MLE integrates the gaps out."]
+    return [f"The joint MAP over the parameters and the missing values together (the imputing form's MAP) sets each "
+            f"gap to its conditional mean with no spread, so the variances shrink (diagonal "
+            f"{np.round(b, 4).tolist()} against the MLE's {np.round(a, 4).tolist()}); the MLE integrates the gaps "
+            f"out."]
 
 
 def metrics(example, comparison) -> dict:
@@ -527,34 +538,18 @@ def metrics(example, comparison) -> dict:
     return out
 
 
-
-def figures(example, comparison, folder) -> list[str]:
-    """Imputed against true values (when the truth is known): column means, EM, and posterior means."""
-    import os
-
-    import matplotlib.pyplot as plt
-
-    complete = example.extra.get("complete")
-    if complete is None or "em" not in comparison.results:
-        return []
-    X = example.data
-    mask = np.isnan(X)
-    fills = {"column mean": np.where(mask, np.nanmean(X, axis=0), X), "em": impute(X, comparison.results["em"].params)}
-    for name in ("nuts", "advi"):
-        res = comparison.results.get(name)
-        if res is not None and "x_unobserved" in res.params:
-            f = X.copy()
-            f[mask] = res.params["x_unobserved"]
-            fills[name] = f
-    fig, axes = plt.subplots(1, len(fills), figsize=(3.2 * len(fills), 3.2), sharex=True, sharey=True)
-    for ax, (name, f) in zip(np.atleast_1d(axes), fills.items()):
-        ax.scatter(complete[mask], f[mask], s=4, alpha=0.4)
-        lim = [complete[mask].min(), complete[mask].max()]
-        ax.plot(lim, lim, "k--", lw=0.8)
-        ax.set_title(name)
-        ax.set_xlabel("true value")
-    np.atleast_1d(axes)[0].set_ylabel("imputed value")
-    fig.tight_layout()
-    fig.savefig(os.path.join(folder, "imputations.png"), dpi=90)
-    plt.close(fig)
-    return ["imputations.png"]
+SPEC = ModelSpec(
+    name=NAME,
+    description="rows ~ MvNormal(mu, cov) with entries missing at random (1,000 x 3, 20% missing)",
+    build=build,
+    example=example,
+    simulate=lambda params, n, seed: simulate(params, n, seed)[1],
+    data_kind="incomplete",
+    options=(Option("example", str, "built-in example", choices=("correlated", "series"), applies="example"),),
+    params=("mu", "cov"),
+    check_plan=check_plan,
+    metrics=metrics,
+    metrics_title="imputation RMSE per column on the masked-out truth:",
+    notes=notes,
+    min_n=lambda options: 4,
+)

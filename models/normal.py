@@ -21,22 +21,27 @@ import numpy as np
 import pymc as pm
 from scipy import stats
 
-from inference.em import EMMath
-from inference.hooks import ModelHooks, attach
+from inference.base import EMMath, ModelHooks, ModelSpec, attach
 
-from ._common import Example, as_vector, data_of, dist_params, numeric_column, positive, simulate_from
+from ._common import (
+    Example,
+    as_vector,
+    check_n,
+    data_of,
+    dist_params,
+    halfnormal_scale_map,
+    normal_mean_map,
+    normal_prior,
+    positive,
+    simulate_from,
+)
 
 NAME = "normal"
-DESCRIPTION = "y ~ Normal(mu, sigma): the classic MLE illustration (mu=5, sigma=2, n=1000)"
-OPTIONS = "--column NAME (CSV column of observations)"
-EXAMPLE_OPTIONS = ()
-CSV_OPTIONS = ("column",)
-PARAMS = ("mu", "sigma")
 TRUTH = {"mu": 5.0, "sigma": 2.0}
 EXAMPLE_N = 1000
 EXAMPLE_SEED = 42
 
-__all__ = ["NAME", "TRUTH", "build", "closed_form_mle", "em_math", "example", "init", "simulate"]
+__all__ = ["SPEC", "TRUTH", "build", "closed_form_mle", "em_math", "example", "init", "simulate"]
 
 
 def build(y, *, mu_prior=(0.0, 10.0), sigma_prior=5.0) -> pm.Model:
@@ -49,13 +54,7 @@ def build(y, *, mu_prior=(0.0, 10.0), sigma_prior=5.0) -> pm.Model:
     sigma_prior : scale of the HalfNormal prior on ``sigma``. Default 5.
     """
     y = as_vector(y, "y")
-    try:
-        m0, s0 = (float(v) for v in mu_prior)
-    except (TypeError, ValueError):
-        raise ValueError(f"mu_prior: expected (mean, sd), got {mu_prior!r}") from None
-    if not np.isfinite(m0):
-        raise ValueError(f"mu_prior: expected a finite mean, got {m0!r}")
-    s0 = positive(s0, "mu_prior sd")
+    m0, s0 = normal_prior(mu_prior, "mu_prior")
     tau = positive(sigma_prior, "sigma_prior")
     with pm.Model() as model:
         y_data = pm.Data("y_data", y)
@@ -64,14 +63,13 @@ def build(y, *, mu_prior=(0.0, 10.0), sigma_prior=5.0) -> pm.Model:
         pm.Normal("y", mu, sigma, observed=y_data, shape=y_data.shape)
     options = {"mu_prior": (m0, s0), "sigma_prior": tau}
     return attach(model, ModelHooks(NAME, options, em_math=lambda prior: em_math(model, prior=prior),
-                                    init=lambda rng: init(y, rng)))
+                                    init=lambda rng: init(y, rng), mle_check=lambda: mle_check(y)))
 
 
 def simulate(params=None, n: int = EXAMPLE_N, seed=EXAMPLE_SEED) -> np.ndarray:
     """``n`` draws of y from the declaration with ``params`` (default: the truth) fixed."""
     params = dict(TRUTH if params is None else params)
-    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
-        raise ValueError(f"n: expected a positive integer, got {n!r}")
+    n = check_n(n)
     return simulate_from(build(np.zeros(n)), params, "y", seed)
 
 
@@ -79,10 +77,12 @@ def example(seed=EXAMPLE_SEED) -> Example:
     return Example(simulate(TRUTH, EXAMPLE_N, seed), truth=dict(TRUTH))
 
 
-def from_frame(frame, *, column=None, source="csv") -> Example:
-    """The observations in ``column`` (or the only numeric column) of a DataFrame, checked."""
-    y, name = numeric_column(frame, column)
-    return Example(as_vector(y, f"column {name!r}"), source=source)
+def mle_check(y) -> None:
+    """The MLE of sigma is the root mean square deviation: it does not exist (sigma -> 0) for constant data."""
+    if y.size < 2 or np.ptp(y) <= 1e-12 * max(1.0, float(np.max(np.abs(y)))):
+        raise ValueError("y: the observations are all equal (or there is only one), so the maximum likelihood "
+                         "estimate of sigma is 0 and does not exist; use map or map_em (the prior keeps sigma "
+                         "positive)")
 
 
 def closed_form_mle(y) -> dict:
@@ -122,12 +122,8 @@ def em_math(model: pm.Model, *, prior: bool) -> EMMath:
         _, tau = dist_params(model, "sigma", "halfnormal")
 
         def step(p):
-            s2 = float(p["sigma"]) ** 2
-            mu = (n * ybar / s2 + m0 / s0**2) / (n / s2 + 1 / s0**2)
-            q = ss(mu)
-            # positive root of s^4/tau^2 + n s^2 - q = 0, written to avoid cancellation when q/tau^2 << n^2
-            s2_new = 2 * q / (n + np.sqrt(n * n + 4 * q / tau**2))
-            return {"mu": float(mu), "sigma": float(np.sqrt(s2_new))}
+            mu = float(normal_mean_map(1.0 / float(p["sigma"]) ** 2, n, n * ybar, m0, s0)[0])
+            return {"mu": mu, "sigma": float(np.sqrt(halfnormal_scale_map(ss(mu), n, tau)))}
 
         def log_prior(p):
             return float(stats.norm.logpdf(p["mu"], m0, s0) + stats.halfnorm.logpdf(p["sigma"], scale=tau))
@@ -150,3 +146,16 @@ def em_math(model: pm.Model, *, prior: bool) -> EMMath:
 def density(params: dict, grid: np.ndarray) -> np.ndarray:
     """The fitted density on ``grid`` (for figures)."""
     return stats.norm.pdf(grid, params["mu"], params["sigma"])
+
+
+SPEC = ModelSpec(
+    name=NAME,
+    description="y ~ Normal(mu, sigma): the classic MLE illustration (mu=5, sigma=2, n=1000)",
+    build=build,
+    example=example,
+    simulate=lambda params, n, seed: simulate(params, n, seed),
+    data_kind="vector",
+    params=("mu", "sigma"),
+    min_n=lambda options: 2,
+    density=lambda params, grid: density(params, grid),
+)

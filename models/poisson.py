@@ -30,30 +30,26 @@ import pymc as pm
 from scipy import stats
 from scipy.special import gammaln, logsumexp
 
-from inference.em import EMMath
-from inference.hooks import ModelHooks, attach
+from inference.base import EMMath, ModelHooks, ModelSpec, Option, attach
 
 from ._common import (
     Example,
     as_vector,
     check_k,
+    check_n,
     data_of,
+    dirichlet_map,
     dist_params,
-    numeric_column,
     positive,
     simulate_from,
 )
 
 NAME = "poisson"
-DESCRIPTION = "y ~ Poisson(lam), or a k-component Poisson mixture with weights w (lam=3.5, n=1000)"
-OPTIONS = "--k K (components, default 1), --column NAME"
-EXAMPLE_OPTIONS = ("k",)
-CSV_OPTIONS = ("column", "k")
 TRUTH = {1: {"lam": np.array([3.5])}, 2: {"w": np.array([0.4, 0.6]), "lam": np.array([2.0, 9.0])}}
 EXAMPLE_N = 1000
 EXAMPLE_SEED = 42
 
-__all__ = ["NAME", "build", "em_math", "example", "init", "simulate"]
+__all__ = ["SPEC", "build", "em_math", "example", "init", "simulate"]
 
 
 def build(y, k: int = 1, *, lam_prior=(2.0, 0.2), w_prior: float = 2.0, _initval: bool = True) -> pm.Model:
@@ -95,8 +91,7 @@ def build(y, k: int = 1, *, lam_prior=(2.0, 0.2), w_prior: float = 2.0, _initval
 def simulate(params, n: int = EXAMPLE_N, seed=EXAMPLE_SEED) -> np.ndarray:
     """``n`` counts drawn from the declaration with ``params`` (``lam``, and ``w`` for k >= 2) fixed."""
     lam = np.atleast_1d(np.asarray(params["lam"], dtype=float))
-    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
-        raise ValueError(f"n: expected a positive integer, got {n!r}")
+    n = check_n(n)
     k = lam.size
     placeholder = np.arange(n) % (k + 1)  # enough distinct values for k components
     return simulate_from(build(placeholder, k=k, _initval=False), params, "y", seed).astype(float)
@@ -107,14 +102,6 @@ def example(seed=EXAMPLE_SEED, k: int = 1) -> Example:
         raise ValueError(f"k: the built-in Poisson examples have k = 1 or 2, got {k}")
     truth = {key: v.copy() for key, v in TRUTH[k].items()}
     return Example(simulate(truth, EXAMPLE_N, seed), build_kwargs={"k": k}, truth=truth)
-
-
-def from_frame(frame, *, column=None, k: int = 1, source="csv") -> Example:
-    """The counts in ``column`` (or the only numeric column) of a DataFrame, checked."""
-    y, name = numeric_column(frame, column)
-    y = as_vector(y, f"column {name!r}", integer=True, nonnegative=True)
-    check_k(k, np.unique(y).size)
-    return Example(y, build_kwargs={"k": k}, source=source)
 
 
 def init(y, k: int, rng) -> dict:
@@ -161,7 +148,7 @@ def em_math(model: pm.Model, *, prior: bool) -> EMMath:
         sk = values @ r
         if prior:
             lam = (sk + alpha - 1.0) / (nk + beta)
-            w = (nk + a - 1.0) / (n + a.sum() - k) if k >= 2 else None
+            w = dirichlet_map(nk, a) if k >= 2 else None
         else:
             if np.any(nk <= 0):
                 raise FloatingPointError("EM: a component lost all its responsibility (empty component)")
@@ -209,3 +196,18 @@ def density(params: dict, grid: np.ndarray) -> np.ndarray:
     lam = np.atleast_1d(params["lam"])
     w = np.atleast_1d(params.get("w", np.ones(1)))
     return np.sum(w[None, :] * stats.poisson.pmf(grid[:, None], lam[None, :]), axis=1)
+
+
+SPEC = ModelSpec(
+    name=NAME,
+    description="y ~ Poisson(lam), or a k-component Poisson mixture with weights w (lam=3.5, n=1000)",
+    build=build,
+    example=example,
+    simulate=lambda params, n, seed: simulate(params, n, seed),
+    data_kind="vector",
+    options=(Option("k", int, "number of mixture components (default 1; built-in examples: 1 or 2)"),),
+    params=("lam", "w"),
+    min_n=lambda options: max(2, int(options.get("k", 1)) + 1),
+    density=lambda params, grid: density(params, grid),
+    test_cases={"k1": {"k": 1}, "k2": {"k": 2}},
+)

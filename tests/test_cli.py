@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from inference.cli import main
+from zoo.cli import main
 
 
 def run(argv, capsys):
@@ -21,10 +21,14 @@ def run(argv, capsys):
 def test_list_names_every_model(capsys):
     code, out, _ = run(["list"], capsys)
     assert code == 0
-    import models
+    from inference import registry
 
-    for name, mod in models.MODELS.items():
-        assert name in out and mod.OPTIONS in out
+    lines = out.splitlines()
+    for name, spec in registry.models().items():
+        (row,) = [line for line in lines if line.split()[:1] == [name]]
+        assert spec.description in row
+        for opt in spec.options:
+            assert f"--{opt.name}" in out
 
 
 def test_compare_on_a_csv_writes_the_documented_json(tmp_path, capsys):

@@ -8,14 +8,11 @@ from scipy import stats
 from sklearn.mixture import GaussianMixture
 
 import inference
-from inference.cli import main
 from inference.functions import functions_for
 from models import gaussian_mixture as gm
+from zoo.cli import main
 
-TRUTH3 = {"w": np.array([0.5, 0.3, 0.2]),
-          "mu": np.array([[0.0, 0.0, 0.0], [4.0, 1.0, 0.0], [8.0, -2.0, 3.0]]),
-          "cov": np.stack([np.eye(3), np.diag([1.0, 2.0, 0.5]),
-                           np.array([[1.0, 0.5, 0.0], [0.5, 1.0, 0.0], [0.0, 0.0, 1.0]])])}
+TRUTH3 = gm.TRUTH_3D
 
 
 @pytest.fixture(scope="module")
@@ -245,7 +242,9 @@ def test_segmentation_recovers_colour_blocks(tmp_path, capsys):
     img[:, 15:30] = [0.1, 0.8, 0.2]
     img[:, 30:] = [0.1, 0.2, 0.9]
     img = np.clip(img + 0.02 * rng.standard_normal(img.shape), 0, 1)
-    seg = gm.segment(img, 3, seed=0)
+    from zoo.segment import segment
+
+    seg = segment(img, 3, seed=0)
     labels = seg["labels"]
     for block in (labels[:, :15], labels[:, 15:30], labels[:, 30:]):
         assert np.all(block == block[0, 0])

@@ -9,9 +9,9 @@ import statsmodels.api as sm
 from sklearn.linear_model import LogisticRegression
 
 import inference
-from inference.cli import main
 from inference.functions import functions_for
 from models import logistic
+from zoo.cli import main
 
 
 @pytest.fixture(scope="module")
@@ -220,9 +220,9 @@ def test_cli_csv_maps_labels_and_runs(csv, tmp_path, capsys):
 
 @pytest.mark.parametrize("extra, message", [
     (["--target", "three"], "--target: expected exactly two distinct values in 'three', found 3"),
-    (["--target", "label", "--features", "a,b_nan"], "X: expected finite values, feature 'b_nan'"),
+    (["--target", "label", "--features", "a,b_nan"], "--features: expected finite values, feature 'b_nan'"),
     (["--target", "label", "--features", "a,c"], "X: feature 'c' is constant"),
-    (["--target", "label", "--features", "a,a"], "--features: feature 'a' is named twice"),
+    (["--target", "label", "--features", "a,a"], "--features: column 'a' is named twice"),
     (["--target", "label", "--features", "a,zz"], "--features: no column 'zz'"),
     (["--target", "nope"], "--target: no column 'nope'"),
     ([], "--target: expected the name of the outcome column"),

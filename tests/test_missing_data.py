@@ -8,9 +8,9 @@ import pytest
 from scipy import stats
 
 import inference
-from inference.cli import main
 from inference.functions import functions_for
 from models import missing_data as md
+from zoo.cli import main
 
 
 @pytest.fixture(scope="module")
@@ -88,11 +88,12 @@ def test_conditional_covariance_term_matters(correlated):
 
 @pytest.fixture(scope="module")
 def comparison(correlated):
-    """One run of the comparison: EM and MLE on the pattern model, ADVI and the joint MAP on the imputing form."""
-    ex, _ = correlated
+    """One run of the comparison on the observed-data model: EM, MLE and ADVI (whose imputations are drawn from the
+    conditional normals given each draw of the parameters)."""
+    ex, model = correlated
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return md.run_comparison(ex, ["em", "mle", "advi"], seed=0)[1]
+        return inference.compare(model, ["em", "mle", "advi"], truth=ex.truth, seed=0)
 
 
 def test_em_imputation_beats_column_means(correlated, comparison):
@@ -113,27 +114,66 @@ def test_series_example():
     np.testing.assert_allclose(inference.mle(model).params["cov"], [[24.0]], rtol=1e-7)
 
 
-def test_imputing_form_joint_map_shrinks_the_covariance(correlated, comparison):
-    ex, _ = correlated
-    imodel = md.build_imputing(ex.data, **ex.build_kwargs)
+def small_incomplete():
+    """40 rows, 20 % missing: the imputing form has 33 unknowns, small enough to optimise directly."""
+    return md.simulate(md.TRUTH, n=40, seed=3)[1]
+
+
+def test_joint_map_in_closed_form_equals_the_imputing_forms_map():
+    X = small_incomplete()
+    joint = md.joint_map(md.build(X))
+    imodel = md.build_imputing(X)
     assert "x_unobserved" in imodel.named_vars
-    assert comparison.results["map_joint"].params["x_unobserved"].shape == (int(np.isnan(ex.data).sum()),)
-    joint, mle = comparison.results["map_joint"], comparison.results["mle"]
+    direct = inference.map_estimate(imodel)
+    np.testing.assert_allclose(joint.params["mu"], direct.params["mu"], atol=1e-6)
+    np.testing.assert_allclose(joint.params["cov"], direct.params["cov"], atol=1e-6)
+    np.testing.assert_allclose(joint.info["imputed"][np.isnan(X)], direct.params["x_unobserved"], atol=1e-5)
+    # its objective is the imputing form's log density at the joint point (same priors, no Jacobian)
+    ifns = functions_for(imodel)
+    at = {"mu": joint.params["mu"], "chol": md._to_model(joint.params, 3)["chol"],
+          "x_unobserved": joint.info["imputed"][np.isnan(X)]}
+    assert joint.trace[-1] == pytest.approx(ifns.logpost_at(at), rel=1e-9)
+
+
+def test_joint_map_shrinks_the_covariance(correlated):
+    ex, model = correlated
+    joint, mle = md.joint_map(model), inference.mle(model)
     assert np.all(np.diag(joint.params["cov"]) < 0.95 * np.diag(mle.params["cov"]))
     # the joint MAP fills each gap with its conditional mean under its own parameters
     X = ex.data
-    np.testing.assert_allclose(joint.params["x_unobserved"], md.impute(X, joint.params)[np.isnan(X)], atol=1e-5)
+    np.testing.assert_allclose(joint.info["imputed"], md.impute(X, joint.params), atol=1e-9)
     assert joint.loglik < mle.loglik
+    (note,) = md.notes(ex, inference.compare(model, ["mle"]))
+    assert str(np.round(np.diag(joint.params["cov"]), 4).tolist()) in note
 
 
-def test_imputing_form_posterior_imputations(correlated, comparison):
+def test_posterior_imputations(correlated, comparison):
     ex, _ = correlated
     comp = comparison
+    draws = comp.results["advi"].draws["x_unobserved"]
+    assert draws.shape[2] == int(np.isnan(ex.data).sum())
     m = md.metrics(ex, comp)
     for j in range(3):
         assert m["advi"][f"rmse_{j}"] < m["column_mean"][f"rmse_{j}"]
         assert abs(m["advi"][f"rmse_{j}"] - m["em"][f"rmse_{j}"]) < 0.05
-    assert "map_joint" in comp.results
+
+
+def test_imputation_draws_have_the_conditional_moments():
+    X = small_incomplete()
+    mu, cov = md.TRUTH["mu"], md.TRUTH["cov"]
+    draws = {"mu": np.broadcast_to(mu, (2, 4000, 3)), "cov": np.broadcast_to(cov, (2, 4000, 3, 3))}
+    x = md.imputation_draws(X, draws, np.random.default_rng(0))["x_unobserved"].reshape(-1, int(np.isnan(X).sum()))
+    expected = md.impute(X, {"mu": mu, "cov": cov})[np.isnan(X)]
+    se = x.std(axis=0) / np.sqrt(x.shape[0])
+    assert np.all(np.abs(x.mean(axis=0) - expected) < 4.5 * se)
+    # a row with one missing entry: its conditional variance is the Schur complement
+    obs = ~np.isnan(X)
+    i = int(np.flatnonzero(obs.sum(axis=1) == 2)[0])
+    m = int(np.flatnonzero(~obs[i])[0])
+    o = np.flatnonzero(obs[i])
+    var = cov[m, m] - cov[m, o] @ np.linalg.solve(cov[np.ix_(o, o)], cov[o, m])
+    col = int(np.flatnonzero(np.flatnonzero(np.isnan(X).ravel()) == i * 3 + m)[0])
+    assert x[:, col].var() == pytest.approx(var, rel=0.05)
 
 
 @pytest.mark.parametrize("X, message", [

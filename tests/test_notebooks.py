@@ -30,5 +30,8 @@ def test_notebook_runs(path):
     nb = nbformat.read(path, as_version=4)
     client = NotebookClient(nb, timeout=900, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}})
     client.execute()  # raises CellExecutionError, naming the cell, on any error
-    errors = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs if o.get("output_type") == "error"]
-    assert not errors
+    # every code cell ran, in order, and the notebook shows something (a figure or a table), not only silence
+    counts = [c.execution_count for c in nb.cells if c.cell_type == "code"]
+    assert counts == list(range(1, len(counts) + 1))
+    kinds = {o.get("output_type") for c in nb.cells if c.cell_type == "code" for o in c.outputs}
+    assert kinds & {"display_data", "execute_result"}

@@ -1,4 +1,4 @@
-"""The ``zoo`` command: the same comparison on the built-in examples or on a CSV file.
+"""The ``zoo`` command: the same comparison on the built-in examples or on a data file, for every registered model.
 
 Bad input (unknown names, unreadable files, impossible values) is reported in one line on stderr with exit status 2,
 before any estimator runs; nothing is written unless every run finished.
@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import tempfile
 import warnings
 
 import numpy as np
@@ -26,7 +25,23 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(message)
 
 
-def _parser() -> argparse.ArgumentParser:
+_TYPES = {int: int, float: float, str: str, list: str}
+
+
+def _model_options(specs) -> dict:
+    """Every option of every registered model and data kind, once: name -> (type, help)."""
+    from .data import KIND_OPTIONS, OPTION_HELP
+
+    found = {}
+    for spec in specs.values():
+        for name in KIND_OPTIONS.get(spec.data_kind, ()):
+            found.setdefault(name, (str, OPTION_HELP[name], None))
+        for opt in spec.options:
+            found.setdefault(opt.name, (opt.type, opt.help, opt.choices))
+    return found
+
+
+def _parser(specs) -> argparse.ArgumentParser:
     p = _Parser(prog="zoo", description="Compare MLE, MAP, EM, VI and NUTS on one PyMC model.")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
@@ -34,19 +49,18 @@ def _parser() -> argparse.ArgumentParser:
     c = sub.add_parser("compare", help="run estimators side by side on one or more models")
     c.add_argument("models", nargs="+", metavar="MODEL", help="model names (see zoo list)")
     c.add_argument("--estimators", default=None,
-                   help="comma-separated estimators (default: mle,map,em,map_em,advi,fullrank_advi,nuts)")
-    c.add_argument("--data", default=None, help="CSV file with the observations (default: the built-in example)")
-    c.add_argument("--column", default=None, help="CSV column holding the observations")
-    c.add_argument("--k", type=int, default=None, help="number of mixture components")
-    c.add_argument("--target", default=None, help="logistic: the CSV column holding the two classes")
-    c.add_argument("--features", default=None, help="logistic: comma-separated feature columns (default: all numeric)")
-    c.add_argument("--columns", default=None, help="gaussian_mixture, missing_data: comma-separated CSV columns")
-    c.add_argument("--standardize", action="store_true", default=None,
-                   help="logistic: fit on standardised features, report coefficients on the original scale")
+                   help="comma-separated estimators (default: every estimator the model does not skip)")
+    c.add_argument("--data", default=None, help="CSV or Parquet file with the observations (default: the built-in "
+                                                "example)")
+    for name, (typ, text, choices) in _model_options(specs).items():
+        if typ is bool:
+            c.add_argument(f"--{name}", action="store_true", default=None, help=text)
+        else:
+            c.add_argument(f"--{name}", type=_TYPES.get(typ, str), default=None, help=text)
     c.add_argument("--seed", type=int, default=0, help="seed of the estimators' randomness (default 0)")
     c.add_argument("--json", default=None, metavar="PATH", help="write every run's results as JSON")
-    c.add_argument("--out", default=None, metavar="DIR", help="write figures (and the JSON if --json is not given)")
-    c.add_argument("--example", default=None, help="missing_data: built-in example 'correlated' (default) or 'series'")
+    c.add_argument("--out", default=None, metavar="DIR", help="write figures, index.html (and the JSON if --json is "
+                                                              "not given)")
     c.add_argument("--quiet", action="store_true", help="no progress bars or per-start lines")
     m = sub.add_parser("impute", help="fill the missing entries of a CSV file with EM's conditional means")
     m.add_argument("file", metavar="FILE.csv")
@@ -70,10 +84,10 @@ def main(argv=None) -> int:
     except UsageError as exc:
         print(f"zoo: error: {exc}", file=sys.stderr)
         return 2
-    except ValueError as exc:  # input checks in models/ and inference/ raise ValueError naming the argument
+    except (ValueError, TypeError) as exc:  # input checks in models/ and inference/ name the argument
         print(f"zoo: error: {_first_line(exc)}", file=sys.stderr)
         return 2
-    except (FloatingPointError, RuntimeError) as exc:  # the algorithm failed on valid input (e.g. a collapse)
+    except (FloatingPointError, RuntimeError, np.linalg.LinAlgError) as exc:  # the algorithm failed on valid input
         print(f"zoo: failed: {_first_line(exc)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
@@ -86,96 +100,112 @@ def _first_line(exc) -> str:
 
 
 def _main(argv) -> int:
-    args = _parser().parse_args(argv)
+    from inference import registry
+
+    specs = registry.models()
+    args = _parser(specs).parse_args(argv)
     if args.command == "list":
-        return _list()
+        return _list(specs)
     if args.command == "segment":
         return _segment(args)
     if args.command == "impute":
         return _impute(args)
-    return _compare(args)
+    return _compare(args, specs)
 
 
-def _list() -> int:
-    import models
+def _list(specs) -> int:
+    from inference.compare import DEFAULT_ESTIMATORS
 
-    for name, mod in models.MODELS.items():
-        print(f"{name:18s} {mod.DESCRIPTION}")
-        print(f"{'':18s} options: {mod.OPTIONS}")
+    from .data import KIND_OPTIONS
+
+    for name, spec in specs.items():
+        print(f"{name:18s} {spec.description}")
+        opts = [f"--{o}" for o in KIND_OPTIONS.get(spec.data_kind, ())] + [
+            f"--{o.name}" + (f" {{{','.join(o.choices)}}}" if o.choices else "") for o in spec.options]
+        print(f"{'':18s} options: {' '.join(opts) if opts else 'none'}")
+        print(f"{'':18s} estimators: {','.join(DEFAULT_ESTIMATORS)}")
+        for est, why in spec.not_default.items():
+            print(f"{'':18s} not by default: {est} ({why})")
     return 0
 
 
-def _plan(args):
-    """Validate everything and build every model before any estimator runs."""
-    import models
-    from models._common import read_csv
+def _options_for(spec, given: dict, with_data: bool) -> dict:
+    """The given command-line options that apply to ``spec``; a UsageError for one that does not."""
+    from .data import KIND_OPTIONS
 
-    from .compare import parse_estimators
+    kind = set(KIND_OPTIONS.get(spec.data_kind, ())) if with_data else set()
+    own = {o.name: o for o in spec.options if o.applies in ("both", "data" if with_data else "example")}
+    out = {}
+    for name, value in given.items():
+        if name not in kind and name not in own:
+            where = "with --data" if with_data else "without --data"
+            raise UsageError(f"--{name}: the {spec.name} model takes no --{name} {where}")
+        opt = own.get(name)
+        if opt is not None and opt.choices and value not in opt.choices:
+            raise UsageError(f"--{name}: expected one of {', '.join(opt.choices)}, got {value!r}")
+        out[name] = value
+    return out
+
+
+def _plan(args, specs):
+    """Validate everything and build every model before any estimator runs."""
+    from inference import registry
+    from inference.compare import parse_estimators
+
+    from .data import example_from_file, read_table
+    from .report import check_output_paths
 
     estimators = parse_estimators(args.estimators) if args.estimators is not None else None
     if args.seed < 0:
         raise UsageError(f"--seed: expected a non-negative integer, got {args.seed}")
     if len(set(args.models)) != len(args.models):
         raise UsageError("MODEL: a model is named twice")
-    modules = [models.get(name) for name in args.models]
-    frame = read_csv(args.data) if args.data is not None else None
-    given = {opt: getattr(args, opt) for opt in ("column", "columns", "k", "target", "features", "standardize",
-                                                 "example")
-             if getattr(args, opt, None) is not None}
+    chosen = [registry.get(name) for name in args.models]
+    check_output_paths(json_path=args.json, out_dir=args.out)
+    frame = read_table(args.data) if args.data is not None else None
+    given = {name: getattr(args, name) for name in _model_options(specs) if getattr(args, name, None) is not None}
     plans = []
-    for mod in modules:
-        allowed = mod.CSV_OPTIONS if frame is not None else mod.EXAMPLE_OPTIONS
-        for opt in given:
-            if opt not in allowed:
-                where = "with --data" if frame is not None else "without --data"
-                raise UsageError(f"--{opt}: the {mod.NAME} model takes no --{opt} {where}")
-        kwargs = {opt: given[opt] for opt in allowed if opt in given}
+    for spec in chosen:
+        opts = _options_for(spec, given, frame is not None)
         if frame is not None:
-            example = mod.from_frame(frame, source=os.path.basename(args.data), **kwargs)
+            example = example_from_file(spec, args.data, frame=frame, **opts)
         else:
-            example = mod.example(**kwargs)
-        if hasattr(mod, "check_plan"):
-            mod.check_plan(example, estimators or parse_estimators(None))
-        model = None if hasattr(mod, "run_comparison") else mod.build(*example.args, **example.build_kwargs)
-        plans.append((mod, example, model))
-    if args.json is not None:
-        _check_writable(os.path.dirname(os.path.abspath(args.json)), "--json")
-    if args.out is not None:
-        _check_writable(args.out, "--out")
+            example = spec.example(**opts)
+        if spec.check_plan is not None:
+            spec.check_plan(example, estimators or parse_estimators(None))
+        model = spec.build(*example.args, **example.build_kwargs)
+        plans.append((spec, example, model))
     return estimators, plans
 
 
-def _compare(args) -> int:
-    estimators, plans = _plan(args)
-    from .compare import compare
+def _compare(args, specs) -> int:
+    estimators, plans = _plan(args, specs)
+    from inference.compare import compare
+
     from .report import run_record, write_outputs
 
     runs = []
-    for mod, example, model in plans:
-        print(f"== {mod.NAME} (n = {example.n}, data: {example.source})", flush=True)
+    for spec, example, model in plans:
+        print(f"== {spec.name} (n = {example.n}, data: {example.source})", flush=True)
         if "mapping" in example.extra:
             print(example.extra["mapping"], flush=True)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", FutureWarning)
-            if model is None:
-                model, comparison = mod.run_comparison(example, estimators, seed=args.seed,
-                                                       progress=not args.quiet)
-            else:
-                comparison = compare(model, estimators, truth=example.truth, seed=args.seed,
-                                     progress=not args.quiet)
+            comparison = compare(model, estimators, truth=example.truth, seed=args.seed, progress=not args.quiet)
         print(f"options: {_options_text(model)}", flush=True)
         print(comparison.table(), flush=True)
-        metrics = mod.metrics(example, comparison) if hasattr(mod, "metrics") else {}
+        metrics = spec.metrics(example, comparison) if spec.metrics is not None else {}
         if metrics:
             import pandas as pd
 
-            print("\n" + getattr(mod, "METRICS_TITLE", "metrics:"), flush=True)
+            print("\n" + spec.metrics_title, flush=True)
             print(pd.DataFrame(metrics).T.to_string(float_format=lambda v: f"{v:.4f}"), flush=True)
-        for line in (mod.notes(example, comparison) if hasattr(mod, "notes") else []):
+        for line in (spec.notes(example, comparison) if spec.notes is not None else []):
             print("\n" + line, flush=True)
         print(flush=True)
-        runs.append((mod, example, model, comparison))
-    records = [run_record(mod, example, model, comparison) for mod, example, model, comparison in runs]
+        runs.append((spec, example, model, comparison, metrics))
+    records = [run_record(spec, example, model, comparison, metrics)
+               for spec, example, model, comparison, metrics in runs]
     written = write_outputs(runs, records, json_path=args.json, out_dir=args.out)
     for path in written:
         print(f"wrote {path}")
@@ -183,7 +213,8 @@ def _compare(args) -> int:
 
 
 def _segment(args) -> int:
-    from models import gaussian_mixture as gm
+    from .report import check_output_paths, write_segmentation
+    from .segment import load_image, segment
 
     if args.seed < 0:
         raise UsageError(f"--seed: expected a non-negative integer, got {args.seed}")
@@ -191,34 +222,33 @@ def _segment(args) -> int:
         raise UsageError(f"--max-iter: expected a positive integer, got {args.max_iter}")
     if args.k < 1:
         raise UsageError(f"--k: expected a positive number of components, got {args.k}")
-    _check_writable(args.out, "--out")
-    rgb = gm.load_image(args.image)
+    check_output_paths(out_dir=args.out)
+    rgb = load_image(args.image)
     print(f"segmenting {args.image} ({rgb.shape[1]} x {rgb.shape[0]} pixels) into {args.k} colours with EM",
           flush=True)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)
-        seg = gm.segment(rgb, args.k, seed=args.seed, max_iter=args.max_iter, progress=True)
+        seg = segment(rgb, args.k, seed=args.seed, max_iter=args.max_iter, progress=True)
     res = seg["result"]
     print(f"EM: {res.n_iter} iterations, log-likelihood {res.loglik:.6f}, converged {res.converged}, "
           f"{res.time_run:.2f} s")
-    from .report import write_segmentation
-
     path = write_segmentation(args.out, rgb, seg["segmented"], title=f"{args.image}: EM, K = {args.k}")
     print(f"wrote {path}")
     return 0
 
 
 def _impute(args) -> int:
+    from inference import em
     from models import missing_data
-    from models._common import read_csv
 
-    from .em import em
+    from .data import example_from_file, read_table
+    from .report import check_output_paths, write_atomic
 
-    _check_writable(os.path.dirname(os.path.abspath(args.out)), "--out")
-    if os.path.abspath(args.out) == os.path.abspath(args.file):
+    check_output_paths(file_path=args.out, what="--out")
+    if os.path.exists(args.out) and os.path.exists(args.file) and os.path.samefile(args.out, args.file):
         raise UsageError("--out: refusing to overwrite the input file")
-    frame = read_csv(args.file)
-    example = missing_data.from_frame(frame, columns=args.columns, source=os.path.basename(args.file))
+    frame = read_table(args.file)
+    example = example_from_file(missing_data.SPEC, args.file, frame=frame, columns=args.columns)
     names = example.build_kwargs["columns"]
     missing_data.check_plan(example, ["em"])
     model = missing_data.build(example.data, columns=names)
@@ -230,25 +260,14 @@ def _impute(args) -> int:
     out = frame.copy()
     out[names] = filled
     n_missing = int(np.isnan(values).sum())
-    fd, tmp = tempfile.mkstemp(prefix=".zoo-", suffix=".csv", dir=os.path.dirname(os.path.abspath(args.out)))
-    os.close(fd)
-    out.to_csv(tmp, index=False)
-    os.replace(tmp, args.out)
+    write_atomic(args.out, lambda fh: out.to_csv(fh, index=False))
     print(f"EM: {res.n_iter} iterations, log-likelihood {res.loglik:.6f}, converged {res.converged}")
     print(f"filled {n_missing} missing entries in {len(names)} columns; wrote {args.out}")
     return 0
 
 
-def _check_writable(path, what):
-    probe = os.path.abspath(path)
-    while not os.path.exists(probe):
-        probe = os.path.dirname(probe)
-    if not os.path.isdir(probe) or not os.access(probe, os.W_OK):
-        raise UsageError(f"{what}: cannot write under {path}")
-
-
 def _options_text(model) -> str:
-    from .hooks import hooks_for
+    from inference.base import hooks_for
 
     hooks = hooks_for(model)
     if hooks is None or not hooks.options:

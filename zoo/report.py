@@ -1,0 +1,222 @@
+"""Outputs of a comparison: the JSON record, the figures and the HTML page, written only once every run has
+finished, through temporary files in the target's own folder that are removed on any failure or signal."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import tempfile
+
+import numpy as np
+
+from inference.base import hooks_for
+
+from .figures import figures
+
+__all__ = ["check_output_paths", "run_record", "write_atomic", "write_outputs"]
+
+
+def check_output_paths(*, json_path=None, out_dir=None, file_path=None, what="--json") -> None:
+    """Refuse, before any work, output paths that cannot be written: an empty name, a file path naming a folder, a
+    folder path naming a file, a parent that is not a writable folder."""
+    for path, flag, want_dir in ((json_path, "--json", False), (out_dir, "--out", True), (file_path, what, False)):
+        if path is None:
+            continue
+        if not isinstance(path, str) or not path.strip():
+            raise ValueError(f"{flag}: expected a {'folder' if want_dir else 'file'} name, got an empty string")
+        if want_dir and os.path.exists(path) and not os.path.isdir(path):
+            raise ValueError(f"{flag}: {path} exists and is not a folder")
+        if not want_dir and os.path.isdir(path):
+            raise ValueError(f"{flag}: {path} is a folder, expected a file name")
+        probe = os.path.abspath(path if want_dir else os.path.dirname(os.path.abspath(path)))
+        while not os.path.exists(probe):
+            probe = os.path.dirname(probe)
+        if not os.path.isdir(probe) or not os.access(probe, os.W_OK):
+            raise ValueError(f"{flag}: cannot write under {path}")
+
+
+@contextlib.contextmanager
+def _cleanup_on_signal(paths: list):
+    """Remove ``paths`` (temporary files or folders) if SIGTERM arrives while they exist, then exit 143."""
+    def handler(signum, frame):
+        for p in paths:
+            shutil.rmtree(p, ignore_errors=True) if os.path.isdir(p) else _unlink(p)
+        raise SystemExit(128 + signum)
+
+    try:
+        previous = signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not the main thread: no handler can be installed, the finally clauses still clean up
+        previous = None
+    try:
+        yield
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _unlink(path):
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)
+
+
+def write_atomic(path, write, *, binary: bool = False) -> str:
+    """Write ``path`` through a temporary file beside it (``write(fh)`` fills it) and an atomic rename; the
+    temporary file is removed on any failure, Ctrl-C or SIGTERM. An existing file keeps its permissions."""
+    parent = os.path.dirname(os.path.abspath(path))
+    os.makedirs(parent, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".zoo-", suffix=os.path.splitext(path)[1], dir=parent)
+    with _cleanup_on_signal([tmp]):
+        try:
+            with os.fdopen(fd, "wb" if binary else "w", **({} if binary else {"newline": ""})) as fh:
+                write(fh)
+            mode = os.stat(path).st_mode & 0o777 if os.path.exists(path) else 0o666 & ~_umask()
+            os.chmod(tmp, mode)
+            os.replace(tmp, path)
+        except BaseException:
+            _unlink(tmp)
+            raise
+    return path
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _plain(v):
+    if isinstance(v, dict):
+        return {str(k): _plain(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_plain(x) for x in v]
+    if isinstance(v, np.ndarray):
+        return _plain(v.tolist())
+    if isinstance(v, (np.floating, float)):
+        return float(v) if np.isfinite(v) else None
+    if isinstance(v, (np.integer,)):
+        return int(v)
+    if isinstance(v, (np.bool_,)):
+        return bool(v)
+    return v
+
+
+def run_record(spec, example, model, comparison, metrics=None) -> dict:
+    """One entry of the JSON ``runs`` list (schema in the README)."""
+    hooks = hooks_for(model)
+    record = {
+        "model": spec.name,
+        "options": _plain(hooks.options if hooks else {}),
+        "data": {"n": example.n, "source": example.source},
+        "truth": _plain(example.truth) if example.truth else None,
+        "estimators": comparison.to_json(),
+    }
+    if metrics:
+        record["metrics"] = _plain(metrics)
+    return record
+
+
+def run_slug(record: dict) -> str:
+    k = record["options"].get("k")
+    return record["model"] + (f"-k{k}" if k not in (None, 1) else "")
+
+
+def write_outputs(runs, records, *, json_path=None, out_dir=None) -> list[str]:
+    """Write the JSON (to ``json_path``, else ``out_dir/results.json`` when ``out_dir`` is given), the figures and
+    ``index.html`` under ``out_dir``. Everything is first written to a temporary folder inside ``out_dir`` (and a
+    temporary file beside ``json_path``) and moved into place at the end; those are removed on any failure."""
+    if json_path is None and out_dir is None:
+        return []
+    check_output_paths(json_path=json_path, out_dir=out_dir)
+    written = []
+    payload = json.dumps({"runs": records}, indent=2, allow_nan=False)
+    if out_dir is not None:
+        os.makedirs(out_dir, exist_ok=True)
+        staging = tempfile.mkdtemp(prefix=".zoo-", dir=out_dir)
+        with _cleanup_on_signal([staging]):
+            try:
+                names = []
+                for (spec, example, model, comparison, _), record in zip(runs, records):
+                    slug = run_slug(record)
+                    os.makedirs(os.path.join(staging, slug))
+                    for fname in figures(spec, example, model, comparison, os.path.join(staging, slug)):
+                        names.append(os.path.join(slug, fname))
+                if json_path is None:
+                    with open(os.path.join(staging, "results.json"), "w") as fh:
+                        fh.write(payload)
+                    names.append("results.json")
+                with open(os.path.join(staging, "index.html"), "w") as fh:
+                    fh.write(html_page(runs, records, names))
+                names.append("index.html")
+                for rel in names:
+                    dest = os.path.join(out_dir, rel)
+                    os.makedirs(os.path.dirname(dest), exist_ok=True)
+                    os.replace(os.path.join(staging, rel), dest)
+                    written.append(dest)
+            finally:
+                shutil.rmtree(staging, ignore_errors=True)
+    if json_path is not None:
+        written.append(write_atomic(json_path, lambda fh: fh.write(payload)))
+    return written
+
+
+def html_page(runs, records, files) -> str:
+    """One self-contained HTML page: a section per run with its tables, notes and (neighbouring) figures."""
+    import html
+
+    import pandas as pd
+
+    esc = html.escape
+    parts = ["<!DOCTYPE html>", "<html lang='en'><head><meta charset='utf-8'>",
+             "<title>estimator zoo: comparison</title>",
+             "<style>body{font-family:system-ui,sans-serif;margin:2em;max-width:1200px}"
+             "table{border-collapse:collapse;margin:0.5em 0 1.2em}td,th{border:1px solid #ccc;padding:3px 8px;"
+             "text-align:right;font-variant-numeric:tabular-nums}th{background:#f3f3f3}"
+             "img{max-width:100%;margin:0.3em 0;border:1px solid #eee}.note{color:#444}</style>",
+             "</head><body>", "<h1>estimator zoo: comparison</h1>"]
+    parts.append("<ul>" + "".join(f"<li><a href='#{esc(run_slug(r))}'>{esc(run_slug(r))}</a></li>"
+                                  for r in records) + "</ul>")
+    for (spec, example, model, comparison, _), record in zip(runs, records):
+        slug = run_slug(record)
+        parts.append(f"<section id='{esc(slug)}'><h2>{esc(spec.name)}</h2>")
+        parts.append(f"<p>{esc(spec.description)}</p>")
+        parts.append(f"<p>data: {esc(str(record['data']['source']))}, n = {record['data']['n']}; options: "
+                     f"{esc(json.dumps(record['options']))}</p>")
+        parts.append("<h3>Estimates (± sd)</h3>" + comparison.wide().to_html(border=0))
+        summary = comparison.summary()
+        parts.append("<h3>Per estimator</h3>" + summary.to_html(border=0, float_format=lambda v: f"{v:.6g}"))
+        if record.get("metrics"):
+            parts.append(f"<h3>{esc(spec.metrics_title)}</h3>"
+                         + pd.DataFrame(record["metrics"]).T.to_html(border=0, float_format=lambda v: f"{v:.4f}"))
+        for line in (spec.notes(example, comparison) if spec.notes is not None else []):
+            parts.append(f"<p class='note'>{esc(line)}</p>")
+        for rel in files:
+            if rel.startswith(slug + "/") and rel.endswith(".png"):
+                parts.append(f"<figure><img src='{esc(rel)}' alt='{esc(rel)}'><figcaption>{esc(rel)}"
+                             "</figcaption></figure>")
+        parts.append("</section>")
+    parts.append("</body></html>")
+    return "\n".join(parts)
+
+
+def write_segmentation(out_dir, original, segmented, title="") -> str:
+    """The original and the segmented image side by side, as ``out_dir/segmented.png`` (written atomically)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 5.2))
+    for ax, img, name in zip(axes, (original, segmented), ("original", "segmented")):
+        ax.imshow(np.clip(img, 0, 1))
+        ax.set_title(name)
+        ax.axis("off")
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    path = os.path.join(out_dir, "segmented.png")
+    write_atomic(path, lambda fh: fig.savefig(fh, dpi=100, format="png"), binary=True)
+    plt.close(fig)
+    return path
