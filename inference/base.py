@@ -33,8 +33,9 @@ class EMMath:
     exact : True when each step maximises the expected complete-data objective exactly (or at least never lowers
         it), so a drop of the objective beyond round-off is a bug (raise). False for steps that are deliberately
         approximate (a covariance ridge): drops are then counted in ``info["drops"]`` instead.
-    scale : the size of the terms summed into the objective (for example the largest |log density| of one
-        observation times their number), used to tell round-off from a real drop; None: the objective itself.
+    scale : the size of the terms summed into the objective (the sum of their absolute values, or a bound on it),
+        used to tell round-off from a real drop; a number, or a function of the parameters evaluated only when the
+        objective seems to drop. None: the objective itself.
     """
 
     init: Callable
@@ -46,7 +47,7 @@ class EMMath:
     extras: Callable | None = None
     order: Callable | None = None
     exact: bool = True
-    scale: float | None = None
+    scale: float | Callable | None = None
 
     def objective(self, params) -> float:
         value = self.loglik(params)

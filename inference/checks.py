@@ -10,7 +10,7 @@ import numbers
 
 import numpy as np
 
-__all__ = ["KINDS", "check"]
+__all__ = ["KINDS", "check", "check_model"]
 
 
 def _is_int(v) -> bool:
@@ -43,3 +43,13 @@ def check(value, name: str, kind: str):
     if not ok:
         raise ValueError(f"{name}: expected a {kind}, got {value!r}")
     return value
+
+
+def check_model(model, name: str = "model"):
+    """``model`` when it is a ``pm.Model``; TypeError naming ``name`` otherwise (a model's name, a module, None)."""
+    import pymc as pm
+
+    if not isinstance(model, pm.Model):
+        hint = " (build one first, for example models.normal.build(data))" if isinstance(model, str) else ""
+        raise TypeError(f"{name}: expected a pm.Model, got {type(model).__name__}{hint}")
+    return model

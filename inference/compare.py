@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 
 from .base import hooks_for
+from .checks import check_model
 from .em import em
 from .mcmc import nuts
 from .optimize import map_estimate, mle
@@ -172,9 +173,10 @@ def compare(model, estimators=None, truth: dict | None = None, *, seed=0, progre
 
     ``options`` maps an estimator name to extra keyword arguments for it.
     """
+    check_model(model)
     hooks = hooks_for(model)
-    if hooks is None and not _is_model(model):
-        raise TypeError(f"model: expected a pm.Model, got {type(model).__name__}")
+    if options is not None and not isinstance(options, dict):
+        raise TypeError(f"options: expected a dict of estimator name -> keyword arguments, got {type(options).__name__}")
     names = parse_estimators(default_estimators(model) if estimators is None else estimators)
     options = dict(options or {})
     unknown = set(options) - set(ESTIMATORS)
@@ -197,12 +199,6 @@ def compare(model, estimators=None, truth: dict | None = None, *, seed=0, progre
         results[name] = res
     return Comparison(results=results, errors=errors, truth=truth, order=names,
                       public=hooks.public if hooks is not None else None)
-
-
-def _is_model(model) -> bool:
-    import pymc as pm
-
-    return isinstance(model, pm.Model)
 
 
 def _fmt(value, sd, digits):

@@ -23,7 +23,7 @@ from typing import NamedTuple
 import numpy as np
 
 from .base import EMMath, hooks_for
-from .checks import check
+from .checks import check, check_model
 from .result import Result, warn_not_converged
 from .starts import as_generator
 
@@ -59,15 +59,21 @@ def em_init(math: EMMath, params: dict) -> EMState:
     return EMState(params=params, objective=ll + (math.log_prior(params) if math.log_prior else 0.0), loglik=ll)
 
 
-def round_off(math: EMMath, objective: float) -> float:
+def round_off(math: EMMath, objective: float, params: dict) -> float:
     """How far an exact EM step may appear to lower ``objective`` through floating-point round-off alone.
 
-    The objective is a sum of many terms; its round-off is a few ulps of the size of those terms, which the model may
-    state (``math.scale``) and is otherwise taken as the objective itself. 1e-9 of that leaves a wide margin over the
-    1e-16 of one ulp while still catching any real error in an E- or M-step.
+    The objective is a sum of many terms whose round-off is a few ulps of the size of those terms, not of their sum:
+    counts of 1e10 give log-likelihood terms of 1e11 that cancel to a sum of far smaller size. The model states that
+    size through ``math.scale`` (a number, or a function of the parameters evaluated only when a drop is seen);
+    without it the objective itself is the size. The tolerance is the larger of 1e-9 of the objective and 1e-12 of
+    the terms' size: a wide margin over round-off (one ulp is 1e-16), while any real error in an E- or M-step moves
+    the objective by far more.
     """
-    scale = math.scale if math.scale is not None else abs(objective)
-    return 1e-9 * max(1.0, scale)
+    tolerance = 1e-9 * max(1.0, abs(objective))
+    if math.scale is not None:
+        size = float(math.scale(params) if callable(math.scale) else math.scale)
+        tolerance = max(tolerance, 1e-12 * size)  # about 10^4 ulps of the terms' size
+    return tolerance
 
 
 def em_step(math: EMMath, state: EMState) -> tuple[EMState, EMStepInfo]:
@@ -82,7 +88,8 @@ def em_step(math: EMMath, state: EMState) -> tuple[EMState, EMStepInfo]:
     n_iter = state.n_iter + 1
     if not np.isfinite(new):
         raise FloatingPointError(f"EM: the objective became {new} at iteration {n_iter}")
-    if math.exact and new < state.objective - round_off(math, state.objective):
+    if math.exact and new < state.objective - 1e-9 * max(1.0, abs(state.objective)) \
+            and new < state.objective - round_off(math, state.objective, state.params):  # scale only on a drop
         raise EMDecreaseError(f"EM lowered its objective from {state.objective!r} to {new!r} at iteration {n_iter}")
     dropped = new < state.objective
     info = EMStepInfo(change=new - state.objective, param_change=max_rel_change(state.params, params),
@@ -168,7 +175,7 @@ def run_em(math: EMMath, params: dict, monitor=None, *, keep_path: bool = False,
 
 def em(model, *, prior: bool = False, n_init: int = 1, tol: float = 1e-10, param_tol: float = 1e-9,
        max_iter: int = 5000, seed=None, init=None, keep_path: bool = False, progress: bool = False,
-       monitor=None, **em_options) -> Result:
+       monitor=None, callback=None, **em_options) -> Result:
     """Run the model's hand-written EM to convergence, keeping the best of ``n_init`` starts.
 
     Without priors EM climbs the observed-data log-likelihood and reaches the MLE; with ``prior=True`` it climbs the
@@ -194,6 +201,7 @@ def em(model, *, prior: bool = False, n_init: int = 1, tol: float = 1e-10, param
     progress : bool
         Print one line per start to stderr.
     monitor : a replacement for the default :class:`ConvergenceMonitor`.
+    callback : ``callback(state, info)`` after every iteration of every start (progress displays).
     **em_options
         Passed to the model's EM math (for example ``reg_covar`` for the Gaussian mixture).
 
@@ -202,6 +210,8 @@ def em(model, *, prior: bool = False, n_init: int = 1, tol: float = 1e-10, param
     EMDecreaseError
         When an iteration lowers the objective beyond round-off (a bug in the model's E- or M-step).
     """
+    check_model(model)
+    check(prior, "prior", "boolean")
     hooks = hooks_for(model)
     if hooks is None or hooks.em_math is None:
         raise TypeError("model: EM needs hand-derived EM math attached to the pm.Model (build it with a registered "
@@ -229,7 +239,7 @@ def em(model, *, prior: bool = False, n_init: int = 1, tol: float = 1e-10, param
     t0 = time.perf_counter()
     runs = []
     for i, params in enumerate(starts):
-        run = run_em(math, params, monitor, keep_path=keep_path)
+        run = run_em(math, params, monitor, keep_path=keep_path, callback=callback)
         runs.append(run)
         if progress:
             print(f"{method}: start {i + 1}/{len(starts)}: objective {run.trace[-1]:.10g} after "

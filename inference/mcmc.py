@@ -8,6 +8,7 @@ import arviz as az
 import numpy as np
 import pymc as pm
 
+from .checks import check, check_model
 from .functions import functions_for
 from .result import Result, summarise_draws, warn_not_converged
 from .starts import as_generator
@@ -23,9 +24,13 @@ def nuts(model, *, draws: int = 1000, tune: int = 1000, chains: int = 2, seed=No
     draw diverged; otherwise a ConvergenceWarning says which. R-hat, bulk and tail ESS and the Monte Carlo standard
     error of each mean are in ``result.info``.
     """
-    for name, value in (("draws", draws), ("tune", tune), ("chains", chains)):
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < (0 if name == "tune" else 1):
-            raise ValueError(f"{name}: expected a positive integer, got {value!r}")
+    check_model(model)
+    check(draws, "draws", "positive integer")
+    check(tune, "tune", "non-negative integer")
+    check(chains, "chains", "positive integer")
+    check(target_accept, "target_accept", "probability in (0, 1)")
+    check(rhat_max, "rhat_max", "positive number")
+    check(ess_min, "ess_min", "non-negative number")
     if chains < 2:
         raise ValueError(f"chains: expected at least 2 chains for R-hat, got {chains}")
     rng = as_generator(seed)

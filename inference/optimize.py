@@ -9,6 +9,7 @@ import numpy as np
 from scipy import optimize
 
 from .base import hooks_for
+from .checks import check, check_model
 from .functions import functions_for
 from .result import Result, warn_not_converged
 from .starts import starting_points
@@ -50,8 +51,9 @@ def map_estimate(model, *, start=None, n_init: int = 1, seed=None, max_iter: int
 
 
 def _optimise(model, kind, method, *, start, n_init, seed, max_iter, gtol) -> Result:
-    if not isinstance(max_iter, (int, np.integer)) or max_iter < 1:
-        raise ValueError(f"max_iter: expected a positive integer, got {max_iter!r}")
+    check_model(model)
+    check(max_iter, "max_iter", "positive integer")
+    check(gtol, "gtol", "positive number")
     hooks = hooks_for(model)
     if method == "mle" and hooks is not None and hooks.mle_check is not None:
         hooks.mle_check()

@@ -20,6 +20,7 @@ import numpy as np
 import pymc as pm
 from pymc.variational.callbacks import Callback
 
+from .checks import check, check_model
 from .functions import functions_for
 from .optimize import minimise, unconstrained_cov
 from .result import Result, summarise_draws, warn_not_converged
@@ -86,11 +87,10 @@ def fullrank_advi(model, *, seed=None, max_iter: int = 100_000, learning_rate: f
 
 
 def _fit(model, method, *, seed, max_iter, learning_rate, window, draws, init, progress) -> Result:
+    check_model(model)
     for name, value in (("max_iter", max_iter), ("window", window), ("draws", draws)):
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-            raise ValueError(f"{name}: expected a positive integer, got {value!r}")
-    if not (isinstance(learning_rate, (int, float)) and learning_rate > 0):
-        raise ValueError(f"learning_rate: expected a positive number, got {learning_rate!r}")
+        check(value, name, "positive integer")
+    check(learning_rate, "learning_rate", "positive number")
     if init not in ("laplace", "default"):
         raise ValueError(f"init: expected 'laplace' or 'default', got {init!r}")
     rng = as_generator(seed)

@@ -16,6 +16,9 @@ __all__ = ["Example", "as_vector", "check_k", "check_n", "data_of", "dirichlet_m
            "halfnormal_scale_map", "normal_mean_map", "positive", "simulate_from"]
 
 
+MAX_EXACT_INTEGER = 2.0**53
+
+
 def as_vector(values, name: str, *, integer: bool = False, nonnegative: bool = False) -> np.ndarray:
     """A 1-D float array of finite values, or a ValueError naming ``name`` and what was expected."""
     try:
@@ -36,6 +39,10 @@ def as_vector(values, name: str, *, integer: bool = False, nonnegative: bool = F
     if integer and (arr != np.round(arr)).any():
         first = int(np.flatnonzero(arr != np.round(arr))[0])
         raise ValueError(f"{name}: expected integer counts, found {arr[first]:g} at index {first}")
+    if integer and (np.abs(arr) >= MAX_EXACT_INTEGER).any():
+        first = int(np.flatnonzero(np.abs(arr) >= MAX_EXACT_INTEGER)[0])
+        raise ValueError(f"{name}: expected counts below 2^53 (9.0e15), the largest integers a float holds exactly; "
+                         f"found {arr[first]:g} at index {first}")
     return arr
 
 

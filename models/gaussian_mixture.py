@@ -147,18 +147,19 @@ def build(X, k: int = 2, *, covariance_type: str = "full", w_prior: float = 2.0,
     eta = positive(lkj_eta, "lkj_eta")
     order = np.argsort(X[:, 0], kind="stable")
     start = X[order[((np.arange(k) + 0.5) / k * n).astype(int)], 0] + 1e-6 * np.arange(k) * (np.ptp(X[:, 0]) or 1.0)
-    ordered = pm.distributions.transforms.ordered
+    # components ordered by their first mean coordinate (identifiability); an ordered start, since the default one
+    # (all equal) is outside the transform's support
+    ordering = {"transform": pm.distributions.transforms.ordered,
+                "initval": start if _initval else None} if k > 1 else {}
     with pm.Model(coords={"component": np.arange(k), "dim": np.arange(D), "dim_": np.arange(D)}) as model:
         X_data = pm.Data("X", X[:, 0] if D == 1 else X)
         w = pm.Dirichlet("w", a * np.ones(k), dims="component")
         if D == 1:
-            mu = pm.Normal("mu", m0[0], s0[0], dims="component", transform=ordered if k > 1 else None,
-                           initval=start if (_initval and k > 1) else None)
+            mu = pm.Normal("mu", m0[0], s0[0], dims="component", **ordering)
             sigma = pm.HalfNormal("sigma", tau[0], dims="component")
             pm.NormalMixture("x", w=w, mu=mu, sigma=sigma, observed=X_data, shape=X_data.shape)
         else:
-            mu_first = pm.Normal("mu_first", m0[0], s0[0], shape=k, transform=ordered if k > 1 else None,
-                                 initval=start if (_initval and k > 1) else None)
+            mu_first = pm.Normal("mu_first", m0[0], s0[0], shape=k, **ordering)
             mu_rest = pm.Normal("mu_rest", m0[1:], s0[1:], shape=(k, D - 1))
             mu = pm.Deterministic("mu", pt.concatenate([mu_first[:, None], mu_rest], axis=1),
                                   dims=("component", "dim"))
@@ -173,8 +174,11 @@ def build(X, k: int = 2, *, covariance_type: str = "full", w_prior: float = 2.0,
                 sig = pm.HalfNormal("sigma", tau, shape=(k, D))
                 L = sig[:, :, None] * pt.eye(D)[None, :, :]
             pm.Deterministic("cov", L @ L.transpose(0, 2, 1), dims=("component", "dim", "dim_"))
-            comps = [pm.MvNormal.dist(mu=mu[j], chol=L[j]) for j in range(k)]
-            pm.Mixture("x", w=w, comp_dists=comps, observed=X_data, shape=X_data.shape)
+            if k == 1:  # one component: PyMC's Mixture needs two; the density is the component's own
+                pm.MvNormal("x", mu=mu[0], chol=L[0], observed=X_data, shape=X_data.shape)
+            else:
+                comps = [pm.MvNormal.dist(mu=mu[j], chol=L[j]) for j in range(k)]
+                pm.Mixture("x", w=w, comp_dists=comps, observed=X_data, shape=X_data.shape)
     options = {"k": k, "dims": D, "covariance_type": covariance_type if D > 1 else "full", "w_prior": a,
                "mu_prior": (m0.tolist(), s0.tolist()), "sigma_prior": tau.tolist(), "lkj_eta": eta}
     public = ["w", "mu", "sigma"] if D == 1 else ["w", "mu", "cov"]
@@ -314,7 +318,7 @@ def init_from_centres(X, centres, reg_covar, covariance_type="full") -> dict:
     return {"w": w / w.sum(), "mu": mu, "cov": cov}
 
 
-def _m_step(F, resp, D, reg_covar, covariance_type):
+def _m_step(F, resp, D, reg_covar, covariance_type, ref=0.0):
     nk, sx, sxx = sufficient_statistics(F, resp, D)
     if np.any(nk < 10 * np.finfo(float).eps * resp.shape[1]):
         j = int(np.argmin(nk))
@@ -325,17 +329,21 @@ def _m_step(F, resp, D, reg_covar, covariance_type):
     if covariance_type == "diag":
         cov = cov * np.eye(D)[None]
     cov += reg_covar * np.eye(D)[None]
-    _check_collapse(cov)
+    _check_collapse(cov, ref)
     return {"w": nk / nk.sum(), "mu": mu, "cov": cov}
 
 
-def _check_collapse(cov):
+def _check_collapse(cov, ref: float = 0.0, max_condition: float = 1e12):
+    """A component whose covariance is singular, or so ill-conditioned (its smallest eigenvalue below
+    1 / ``max_condition`` of its largest, or of ``ref``, the data's own variance) that its density is no longer
+    computed to a useful precision, has collapsed onto a few points: the likelihood grows without bound there, so
+    it is an error naming the component, not a wrong step."""
     for j, c in enumerate(cov):
-        try:
-            np.linalg.cholesky(c)
-        except np.linalg.LinAlgError:
-            raise FloatingPointError(f"EM: component {j} collapsed (its covariance is singular even with the "
-                                     "reg_covar ridge); increase reg_covar, use fewer components, or MAP-EM")
+        eig = np.linalg.eigvalsh(c)
+        if not np.all(np.isfinite(eig)) or eig[0] <= max(eig[-1], ref) / max_condition:
+            raise FloatingPointError(f"EM: component {j} collapsed (its covariance is singular or nearly so: "
+                                     f"condition number {eig[-1] / max(eig[0], 1e-300):.1e}); increase reg_covar, "
+                                     "use fewer components, or MAP-EM")
 
 
 def _check_params(p, K, D, name):
@@ -422,6 +430,7 @@ def em_math(model: pm.Model, *, prior: bool, reg_covar: float = 0.0) -> EMMath:
     X, K, D, diag = _layout(model)
     shift = X.mean(axis=0)
     F = quadratic_features(X - shift)
+    ref = float(np.mean(np.var(X, axis=0)))  # the data's own variance: the scale a collapse is measured against
     ctype = "diag" if diag else "full"
     cache = {}
 
@@ -456,7 +465,7 @@ def em_math(model: pm.Model, *, prior: bool, reg_covar: float = 0.0) -> EMMath:
     def step(p):
         _, _, resp = e_step(p)
         if not prior:
-            new = _m_step(F, resp, D, reg_covar, ctype)
+            new = _m_step(F, resp, D, reg_covar, ctype, ref)
             new["mu"] = new["mu"] + shift
             return _public(new, D)
         nk, sx, sxx = sufficient_statistics(F, resp, D)  # in centred coordinates
@@ -474,7 +483,7 @@ def em_math(model: pm.Model, *, prior: bool, reg_covar: float = 0.0) -> EMMath:
             else:
                 cov[j] = lkj_m_step(chol_prior[j], q["cov"][j], nk[j], ss, D)
         cov += reg_covar * np.eye(D)[None]
-        _check_collapse(cov)
+        _check_collapse(cov, ref)
         return _public({"w": w, "mu": mu, "cov": cov}, D)
 
     def log_prior(p):
@@ -500,9 +509,16 @@ def em_math(model: pm.Model, *, prior: bool, reg_covar: float = 0.0) -> EMMath:
     def extras(p):
         return {"responsibilities": e_step(p)[2].T}
 
+    def scale(p):
+        # round-off of the E-step's product C F is a few ulps of |C| |F| (per point, the largest over components)
+        q = _internal(p, D)
+        C = _coefficients(q["w"], q["mu"] - shift, q["cov"])
+        return float((np.abs(C) @ np.abs(F)).max(axis=0).sum())
+
     return EMMath(init=lambda rng: _public_from_model(_model_init(model, rng), D), step=step, loglik=loglik,
                   log_prior=log_prior if prior else None, check_init=check_init,
-                  to_model=lambda p: _to_model(p, D, diag), extras=extras, order=_order, exact=reg_covar == 0)
+                  to_model=lambda p: _to_model(p, D, diag), extras=extras, order=_order, exact=reg_covar == 0,
+                  scale=scale)
 
 
 def _public_from_model(m, D) -> dict:

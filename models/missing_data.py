@@ -55,7 +55,7 @@ import numpy as np
 import pymc as pm
 from scipy import stats
 
-from inference.base import EMMath, ModelHooks, ModelSpec, Option, attach
+from inference.base import EMMath, ModelHooks, ModelSpec, Option, attach, hooks_for
 
 from ._common import (
     Example,
@@ -337,6 +337,9 @@ def em_math(model: pm.Model, *, prior: bool, conditional_covariance: bool = True
     groups = patterns(X)
     shift = np.nanmean(X, axis=0)
     Xc = X - shift
+    hooks = hooks_for(model)
+    names = hooks.options.get("columns") if hooks is not None else None
+    names = list(names) if names is not None and len(names) == D else [f"x{j}" for j in range(D)]
     if prior:
         m0, s0 = (np.broadcast_to(np.asarray(v, dtype=float), (D,)) for v in dist_params(model, "mu", "normal"))
         if D == 1:
@@ -370,10 +373,7 @@ def em_math(model: pm.Model, *, prior: bool, conditional_covariance: bool = True
             else:
                 cov_new = lkj_m_step(chol_prior, cov, n, ss, D)
         cov_new = 0.5 * (cov_new + cov_new.T)
-        try:
-            np.linalg.cholesky(cov_new)
-        except np.linalg.LinAlgError:
-            raise FloatingPointError("EM: the covariance became singular; use map_em (priors)") from None
+        _check_regular(cov_new, names)
         return {"mu": mu_new + shift, "cov": cov_new}
 
     def log_prior(p):
@@ -400,6 +400,20 @@ def em_math(model: pm.Model, *, prior: bool, conditional_covariance: bool = True
 
     return EMMath(init=lambda rng: _init(X, rng), step=step, loglik=loglik, log_prior=log_prior if prior else None,
                   check_init=check_init, to_model=lambda p: _to_model(p, D), extras=extras)
+
+
+def _check_regular(cov, names, max_condition: float = 1e12) -> None:
+    """A covariance that is singular (or numerically so) means some columns are exact linear combinations of
+    others: name them, from the eigenvector of the smallest eigenvalue."""
+    eig, vec = np.linalg.eigh(cov)
+    if np.all(np.isfinite(eig)) and eig[0] > eig[-1] / max_condition:
+        return
+    v = np.abs(vec[:, 0])
+    involved = [names[j] for j in np.argsort(-v) if v[j] > 0.1 * v.max()]
+    what = " and ".join(repr(c) for c in involved) if len(involved) > 1 else repr(involved[0])
+    raise FloatingPointError(f"EM: the covariance became singular: columns {what} are (nearly) collinear, one is a "
+                             "linear function of the others; drop one of them, or use map_em (the priors keep the "
+                             "covariance regular)")
 
 
 def _conditional_log_det(groups, cov) -> float:

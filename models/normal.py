@@ -44,7 +44,7 @@ EXAMPLE_SEED = 42
 __all__ = ["SPEC", "TRUTH", "build", "closed_form_mle", "em_math", "example", "init", "simulate"]
 
 
-def build(y, *, mu_prior=(0.0, 10.0), sigma_prior=5.0) -> pm.Model:
+def build(y, *, mu_prior=(0.0, 10.0), sigma_prior=5.0, _placeholder: bool = False) -> pm.Model:
     """The PyMC model for observations ``y``.
 
     Parameters
@@ -54,6 +54,8 @@ def build(y, *, mu_prior=(0.0, 10.0), sigma_prior=5.0) -> pm.Model:
     sigma_prior : scale of the HalfNormal prior on ``sigma``. Default 5.
     """
     y = as_vector(y, "y")
+    if not _placeholder:
+        check_spread(y)
     m0, s0 = normal_prior(mu_prior, "mu_prior")
     tau = positive(sigma_prior, "sigma_prior")
     with pm.Model() as model:
@@ -63,26 +65,28 @@ def build(y, *, mu_prior=(0.0, 10.0), sigma_prior=5.0) -> pm.Model:
         pm.Normal("y", mu, sigma, observed=y_data, shape=y_data.shape)
     options = {"mu_prior": (m0, s0), "sigma_prior": tau}
     return attach(model, ModelHooks(NAME, options, em_math=lambda prior: em_math(model, prior=prior),
-                                    init=lambda rng: init(y, rng), mle_check=lambda: mle_check(y)))
+                                    init=lambda rng: init(y, rng)))
 
 
 def simulate(params=None, n: int = EXAMPLE_N, seed=EXAMPLE_SEED) -> np.ndarray:
     """``n`` draws of y from the declaration with ``params`` (default: the truth) fixed."""
     params = dict(TRUTH if params is None else params)
     n = check_n(n)
-    return simulate_from(build(np.zeros(n)), params, "y", seed)
+    return simulate_from(build(np.zeros(n), _placeholder=True), params, "y", seed)
 
 
 def example(seed=EXAMPLE_SEED) -> Example:
     return Example(simulate(TRUTH, EXAMPLE_N, seed), truth=dict(TRUTH))
 
 
-def mle_check(y) -> None:
-    """The MLE of sigma is the root mean square deviation: it does not exist (sigma -> 0) for constant data."""
+def check_spread(y) -> None:
+    """Refuse data with no spread: a single observation, or all equal (to within round-off of their size). The
+    likelihood grows without bound as sigma -> 0 there, so the MLE and the MAP do not exist and the posterior is
+    improper (its mass piles up at sigma = 0)."""
     if y.size < 2 or np.ptp(y) <= 1e-12 * max(1.0, float(np.max(np.abs(y)))):
-        raise ValueError("y: the observations are all equal (or there is only one), so the maximum likelihood "
-                         "estimate of sigma is 0 and does not exist; use map or map_em (the prior keeps sigma "
-                         "positive)")
+        what = "there is only one observation" if y.size < 2 else "the observations are all equal"
+        raise ValueError(f"y: {what}, so the likelihood grows without bound as sigma -> 0: no MLE, no MAP, and an "
+                         "improper posterior; a normal model needs at least two distinct values")
 
 
 def closed_form_mle(y) -> dict:

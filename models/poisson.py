@@ -72,7 +72,8 @@ def build(y, k: int = 1, *, lam_prior=(2.0, 0.2), w_prior: float = 2.0, _initval
     a = positive(w_prior, "w_prior")
     start = np.sort(np.quantile(y, (np.arange(k) + 0.5) / k)) + 0.5 + np.arange(k) * 1e-3
     with pm.Model() as model:
-        y_data = pm.Data("y_data", y.astype("int64"))
+        # float64, not an integer container: PyMC stores integer data as int32, which wraps counts above 2^31
+        y_data = pm.Data("y_data", y)
         if k == 1:
             lam = pm.Gamma("lam", alpha, beta, shape=1)
             pm.Poisson("y", lam[0], observed=y_data, shape=y_data.shape)
@@ -187,8 +188,13 @@ def em_math(model: pm.Model, *, prior: bool) -> EMMath:
     def extras(p):
         return {"responsibilities": responsibilities(p)[np.searchsorted(values, y)]}
 
+    def scale(p):  # the size of the terms summed into the log-likelihood (they cancel for large counts)
+        lam = np.asarray(p["lam"], dtype=float)
+        return float(counts @ (values * np.max(np.abs(np.log(lam))) + lam.max() + log_fact))
+
     return EMMath(init=lambda rng: init(y, k, rng), step=step, loglik=loglik,
-                  log_prior=log_prior if prior else None, check_init=check_init, extras=extras, order=order)
+                  log_prior=log_prior if prior else None, check_init=check_init, extras=extras, order=order,
+                  scale=scale)
 
 
 def density(params: dict, grid: np.ndarray) -> np.ndarray:

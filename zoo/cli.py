@@ -26,6 +26,8 @@ class _Parser(argparse.ArgumentParser):
 
 
 _TYPES = {int: int, float: float, str: str, list: str}
+# More colour segments than this are no segmentation, and EM on them takes minutes per megapixel.
+MAX_SEGMENTS = 64
 
 
 def _model_options(specs) -> dict:
@@ -80,16 +82,19 @@ def main(argv=None) -> int:
     warnings.filterwarnings("ignore", message="PyTensor could not link to a BLAS", category=UserWarning)
     warnings.formatwarning = lambda message, category, *args, **kwargs: f"zoo: warning: {message}\n"
     try:
-        return _main(sys.argv[1:] if argv is None else list(argv))
+        # Overflow and invalid-value conditions surface as non-finite results that the estimators report; numpy's
+        # own warnings about them would only clutter the terminal.
+        with np.errstate(all="ignore"):
+            return _main(sys.argv[1:] if argv is None else list(argv))
     except UsageError as exc:
         print(f"zoo: error: {exc}", file=sys.stderr)
-        return 2
-    except (ValueError, TypeError) as exc:  # input checks in models/ and inference/ name the argument
-        print(f"zoo: error: {_first_line(exc)}", file=sys.stderr)
         return 2
     except (FloatingPointError, RuntimeError, np.linalg.LinAlgError) as exc:  # the algorithm failed on valid input
         print(f"zoo: failed: {_first_line(exc)}", file=sys.stderr)
         return 1
+    except (ValueError, TypeError) as exc:  # input checks in models/ and inference/ name the argument
+        print(f"zoo: error: {_first_line(exc)}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("zoo: interrupted", file=sys.stderr)
         return 130
@@ -191,7 +196,11 @@ def _compare(args, specs) -> int:
             print(example.extra["mapping"], flush=True)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", FutureWarning)
+            warnings.simplefilter("ignore", RuntimeWarning)  # each failure is shown once, in the table below
             comparison = compare(model, estimators, truth=example.truth, seed=args.seed, progress=not args.quiet)
+        if not comparison.results:
+            first = next(iter(comparison.errors.items()))
+            raise RuntimeError(f"{spec.name}: every estimator failed; {first[0]}: {first[1]}")
         print(f"options: {_options_text(model)}", flush=True)
         print(comparison.table(), flush=True)
         metrics = spec.metrics(example, comparison) if spec.metrics is not None else {}
@@ -220,8 +229,8 @@ def _segment(args) -> int:
         raise UsageError(f"--seed: expected a non-negative integer, got {args.seed}")
     if args.max_iter < 1:
         raise UsageError(f"--max-iter: expected a positive integer, got {args.max_iter}")
-    if args.k < 1:
-        raise UsageError(f"--k: expected a positive number of components, got {args.k}")
+    if not 1 <= args.k <= MAX_SEGMENTS:
+        raise UsageError(f"--k: expected a number of segments from 1 to {MAX_SEGMENTS}, got {args.k}")
     check_output_paths(out_dir=args.out)
     rgb = load_image(args.image)
     print(f"segmenting {args.image} ({rgb.shape[1]} x {rgb.shape[0]} pixels) into {args.k} colours with EM",

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import sys
+import time
 
 import numpy as np
 
@@ -57,8 +59,28 @@ def segment(rgb, k: int = 5, *, seed=0, max_iter: int = 200, reg_covar: float = 
         raise ValueError(f"--k: expected at most as many components as distinct colours ({distinct}), got {k}")
     model = gaussian_mixture.build(X, k=k)
     result = em(model, seed=seed, max_iter=max_iter, tol=1e-9, param_tol=1e-6, progress=progress,
-                reg_covar=reg_covar)
+                reg_covar=reg_covar, callback=_progress_line(max_iter) if progress else None)
+    if progress and sys.stderr.isatty():
+        print(file=sys.stderr)
     resp = result.info["responsibilities"]
     labels = np.argmax(resp, axis=1).reshape(rgb.shape[:2])
     means_rgb = color.lab2rgb(result.params["mu"][None, :, :])[0]
     return {"labels": labels, "segmented": means_rgb[labels], "result": result}
+
+
+def _progress_line(max_iter):
+    """EM's iteration and log-likelihood on one line of a terminal (redrawn), or a line every 10 seconds otherwise."""
+    tty = sys.stderr.isatty()
+    last = [time.monotonic()]
+
+    def show(state, info):
+        now = time.monotonic()
+        if tty:
+            print(f"\rEM iteration {state.n_iter}/{max_iter}: log-likelihood {state.loglik:.6f}", end="",
+                  file=sys.stderr, flush=True)
+        elif now - last[0] >= 10:
+            print(f"EM iteration {state.n_iter}/{max_iter}: log-likelihood {state.loglik:.6f}", file=sys.stderr,
+                  flush=True)
+            last[0] = now
+
+    return show
