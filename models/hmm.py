@@ -61,7 +61,7 @@ import pymc as pm
 import pytensor
 import pytensor.tensor as pt
 from numba import njit
-from scipy import optimize, stats
+from scipy import stats
 from scipy.special import gammaln, logsumexp
 
 from inference.em import EMMath
@@ -191,7 +191,7 @@ def build(y, k: int = 2, *, emission: str = "poisson", initial: str = "stationar
             else:
                 pi0 = pt.linalg.solve((pt.eye(k) - P + 1.0).T, pt.ones(k))
             seq_start = pm.Data("seq_start", first)
-            pm.CustomDist("y", pi0, P, *theta, seq_start, logp=_hmm_logp(emission), random=_hmm_random(emission),
+            pm.CustomDist("y", pi0, P, *theta, seq_start, logp=_hmm_logp(emission, y.size), random=_hmm_random(emission),
                           signature="(k),(k,k)," + ",".join("(k)" for _ in theta) + ",(t)->(t)",
                           dtype="int64" if emission == "poisson" else "float64", observed=y_data)
     return attach(model, ModelHooks(NAME, options, em_math=lambda prior: em_math(model, prior=prior),
@@ -214,21 +214,34 @@ def _emission_logp_graph(emission, value, theta):
     return pm.logp(dist, value[:, None])
 
 
-def _hmm_logp(emission):
+def _log_matmul(A, B):
+    """log(exp(A) @ exp(B)) for stacks of K x K matrices, by logsumexp over the inner index."""
+    return pt.logsumexp(A[..., :, :, None] + B[..., None, :, :], axis=-2)
+
+
+def _hmm_logp(emission, n):
+    """log p(y) as the log-space product of the step matrices M_t = log P + log b_t (broadcast over rows), with
+    M_t = log pi0 + log b_t in every row at the first step of a sequence (a reset: whatever the previous state, the
+    chain restarts from pi0, and the product so far, the likelihood of the sequences before, becomes a factor).
+    Every row of the product then equals the forward variable after the last step, and log p(y) is the logsumexp of
+    one row. The product is taken pairwise, log2(n) vectorised levels instead of n sequential steps (the same
+    forward algorithm, associated differently), which is what makes the gradient cheap for the optimisers."""
+
     def logp(value, pi0, P, *rest):
         *theta, first = rest
         logb = _emission_logp_graph(emission, value, theta)
-        logP, log_pi0 = pt.log(P), pt.log(pi0)
-
-        def step(logb_t, first_t, log_alpha, logP, log_pi0):
-            pred = pt.switch(pt.eq(first_t, 1), log_pi0, pt.logsumexp(log_alpha[:, None] + logP, axis=0))
-            joint = pred + logb_t
-            c = pt.logsumexp(joint)
-            return joint - c, c
-
-        (_, log_c) = pytensor.scan(step, sequences=[logb, first], outputs_info=[pt.zeros_like(log_pi0), None],
-                                   non_sequences=[logP, log_pi0], return_updates=False)[0:2]
-        return pt.sum(log_c)
+        k = logb.shape[1]
+        start = pt.eq(first, 1)[:, None, None]
+        M = pt.switch(start, pt.log(pi0)[None, None, :], pt.log(P)[None, :, :]) + logb[:, None, :]
+        size = n
+        while size > 1:
+            tail = M[size - 1:] if size % 2 else None
+            pairs = M[: size - size % 2].reshape((size // 2, 2, k, k))
+            M = _log_matmul(pairs[:, 0], pairs[:, 1])
+            if tail is not None:
+                M = pt.concatenate([M, tail], axis=0)
+            size = (size + 1) // 2
+        return pt.logsumexp(M[0, 0])
 
     return logp
 
@@ -452,36 +465,82 @@ def _chain(p, k, initial=None):
     return P, (np.asarray(p["pi0"], dtype=float) if initial == "free" else stationary(P))
 
 
-def _stationary_P_step(P_now, counts, w):
-    """argmax over P (rows on the simplex) of Q(P) = sum_ij counts_ij log P_ij + sum_j w_j log pi_j(P), pi the
-    stationary distribution, by L-BFGS on row-wise softmax coordinates from P_now; P_now when no better point is
-    found (a generalised EM step)."""
+def _stationary_q(P, counts, w) -> float:
+    """Q(P) = sum_ij counts_ij log P_ij + sum_j w_j log pi_j(P), -inf outside the interior where it matters."""
+    pi = stationary(P)
+    if np.any(pi <= 0) or np.any((P <= 0) & (counts > 0)):
+        return -np.inf
+    with np.errstate(divide="ignore"):
+        return float(np.sum(np.where(counts > 0, counts * np.log(P), 0.0)) + np.sum(w * np.log(pi)))
+
+
+def _stationary_P_step(P_now, counts, w, max_iter: int = 100):
+    """A P that does not lower Q(P) = sum_ij counts_ij log P_ij + sum_j w_j log pi_j(P) below Q(P_now), pi the
+    stationary distribution: its maximiser to round-off in practice.
+
+    Newton's method with a Levenberg-Marquardt ridge on row-wise softmax coordinates (the last logit of every row
+    fixed at 0, so k(k - 1) free coordinates), from the better of P_now and the free-start update counts_ij /
+    counts_i. The gradient is exact: dQ/dP_kl = counts_kl / P_kl + pi_k sum_j (w_j / pi_j) A^{-1}[l, j] with
+    A = I - P + 1 1' (pi = 1' A^{-1}); the Hessian is its central difference. A step is taken only if Q rises.
+    """
     K = P_now.shape[0]
+    d = K * (K - 1)
     eye = np.eye(K)
 
-    def q_and_grad(u):
-        U = u.reshape(K, K)
+    def to_P(u):
+        U = np.concatenate([u.reshape(K, K - 1), np.zeros((K, 1))], axis=1)
         P = np.exp(U - U.max(axis=1, keepdims=True))
-        P /= P.sum(axis=1, keepdims=True)
-        A_inv = np.linalg.inv(eye - P + 1.0)
-        pi = A_inv.sum(axis=0)  # pi = 1' A^{-1}
-        if np.any(P <= 0) or np.any(pi <= 0):
-            return np.inf, np.zeros_like(u)
-        q = np.sum(counts * np.log(P)) + np.sum(w * np.log(pi))
-        # dQ/dP_kl = counts_kl / P_kl + pi_k sum_j (w_j / pi_j) A^{-1}_lj
-        G = counts / P + np.outer(pi, A_inv @ (w / pi))
-        grad = P * (G - np.sum(P * G, axis=1, keepdims=True))
-        return -q, -grad.ravel()
+        return P / P.sum(axis=1, keepdims=True)
 
-    u0 = np.log(P_now).ravel()
-    f0 = q_and_grad(u0)[0]
-    res = optimize.minimize(q_and_grad, u0, jac=True, method="L-BFGS-B",
-                            options={"maxiter": 200, "gtol": 1e-13, "ftol": 1e-16})
-    if not np.isfinite(res.fun) or res.fun > f0:
-        return P_now
-    U = res.x.reshape(K, K)
-    P = np.exp(U - U.max(axis=1, keepdims=True))
-    return P / P.sum(axis=1, keepdims=True)
+    def to_u(P):
+        L = np.log(np.maximum(P, 1e-300))
+        return (L[:, :-1] - L[:, -1:]).ravel()
+
+    def grad(u):
+        P = to_P(u)
+        A_inv = np.linalg.inv(eye - P + 1.0)
+        pi = A_inv.sum(axis=0)
+        G = counts / np.maximum(P, 1e-300) + np.outer(pi, A_inv @ (w / pi))
+        return (P * (G - np.sum(P * G, axis=1, keepdims=True)))[:, :-1].ravel()
+
+    q_now = _stationary_q(P_now, counts, w)
+    best, q = P_now, q_now
+    if np.all(counts.sum(axis=1) > 0):
+        free = counts / counts.sum(axis=1, keepdims=True)
+        q_free = _stationary_q(free, counts, w)
+        if q_free > q:
+            best, q = free, q_free
+    u = to_u(best)
+    ridge = 0.0
+    for _ in range(max_iter):
+        g = grad(u)
+        h = 1e-5
+        H = np.empty((d, d))
+        for i in range(d):
+            e = np.zeros(d)
+            e[i] = h
+            H[:, i] = (grad(u + e) - grad(u - e)) / (2 * h)
+        H = -0.5 * (H + H.T)  # the negative Hessian: positive definite near a maximum
+        scale = max(1.0, float(np.max(np.abs(np.diag(H)))))
+        improved = False
+        while ridge < 1e12 * scale:
+            try:
+                np.linalg.cholesky(H + ridge * np.eye(d))
+            except np.linalg.LinAlgError:
+                ridge = max(2 * ridge, 1e-8 * scale)
+                continue
+            u_new = u + np.linalg.solve(H + ridge * np.eye(d), g)
+            q_new = _stationary_q(to_P(u_new), counts, w)
+            if q_new >= q:
+                improved = q_new > q
+                u, q = u_new, q_new
+                ridge *= 0.1
+                break
+            ridge = max(4 * ridge, 1e-8 * scale)
+        if not improved or np.max(np.abs(g)) < 1e-12 * max(1.0, abs(q)):
+            break
+    P = to_P(u)
+    return P if _stationary_q(P, counts, w) >= q_now else P_now
 
 
 def em_math(model: pm.Model, *, prior: bool) -> EMMath:
@@ -546,8 +605,8 @@ def em_math(model: pm.Model, *, prior: bool) -> EMMath:
                 new["pi0"] = w0 / w0.sum()
             else:
                 new["P"] = _stationary_P_step(P_now, counts + extra_P, w)
-        bad = [name for name, v in new.items() if not np.all(np.isfinite(v)) or np.any(np.asarray(v) < 0)
-               or (name in ("lam", "sigma") and np.any(np.asarray(v) <= 0))]
+        bad = [name for name, v in new.items() if not np.all(np.isfinite(v))
+               or (name in ("P", "pi0") and np.any(v < 0)) or (name in ("lam", "sigma") and np.any(v <= 0))]
         if bad:
             raise FloatingPointError(f"EM: the M-step left the support ({', '.join(bad)}: a state lost all its "
                                      "probability or a rate or scale reached zero); use priors (MAP-EM) or fewer "
