@@ -11,16 +11,17 @@ Declaration (``build``), states labelled by increasing emission mean::
     y       ~ HMM(pi0, P, emission)      observed; z_1..z_T summed out by the forward algorithm
 
 ``y`` may hold several independent sequences (``lengths`` as in hmmlearn); each starts afresh from pi0. The
-log-density of ``y`` is the forward algorithm in log space, written with ``pytensor.scan``: with
-log b_t(j) = log p(y_t | z_t = j),
+log-density of ``y`` is the forward algorithm in log space: with log b_t(j) = log p(y_t | z_t = j),
 
-    log alpha_t = log pi0 + log b_t                                   at the start of a sequence,
-    log alpha_t = logsumexp_i(log alpha_{t-1}(i) + log P[i, :]) + log b_t   otherwise,
-    c_t = logsumexp_j log alpha_t(j),  log alpha_t <- log alpha_t - c_t,  log p(y) = sum_t c_t,
+    log alpha_t = log pi0 + log b_t                                          at the start of a sequence,
+    log alpha_t = logsumexp_i(log alpha_{t-1}(i) + log P[i, :]) + log b_t     otherwise,
+    log p(y) = logsumexp_j log alpha_T(j)   (the sequences chained, see ``_hmm_logp``),
 
-so ``model.logp(vars=model.observed_RVs)`` is the exact observed-data log-likelihood and every generic estimator
-runs on the model unchanged. For K = 1 there is no chain (no ``P``, no ``pi0``): y_t are iid Poisson(lam_0) or
-Normal(mu_0, sigma_0).
+evaluated as a product of log-space step matrices taken pairwise (log2 T vectorised levels rather than a
+``pytensor.scan`` of T sequential steps, whose gradient costs about a hundred times more on the Python backend the
+optimisers use). So ``model.logp(vars=model.observed_RVs)`` is the exact observed-data log-likelihood and every
+generic estimator runs on the model unchanged. For K = 1 there is no chain (no ``P``, no ``pi0``): y_t are iid
+Poisson(lam_0) or Normal(mu_0, sigma_0).
 
 EM (Baum-Welch), with the same recursions in probability space, rescaled at every step (numba kernels):
 
@@ -37,9 +38,10 @@ EM (Baum-Welch), with the same recursions in probability space, rescaled at ever
   P_ij = (n_ij + a_ij - 1) / sum_j (n_ij + a_ij - 1), pi0_j = (w_j + a0_j - 1) / sum_j (w_j + a0_j - 1).
 * initial="stationary": pi0 is a function of P, and the expected complete-data objective in P,
   Q(P) = sum_ij (n_ij + [a_ij - 1]) log P_ij + sum_j w_j log pi_j(P), has no closed-form maximiser. It is
-  maximised numerically (L-BFGS on row-wise softmax coordinates, the exact gradient from
-  d pi / d P_kl = pi_k (I - P + 1 1')^{-1}[l, :], starting at the current P), and the result is kept only if Q did
-  not decrease: a generalised EM step, which, like the exact one, never lowers the log-likelihood (or posterior).
+  maximised numerically (Newton with a ridge on row-wise softmax coordinates, the exact gradient from
+  d pi / d P_kl = pi_k (I - P + 1 1')^{-1}[l, :], starting from the better of the current P and the free-start
+  update), and the result is kept only if Q did not decrease: a generalised EM step, which, like the exact one,
+  never lowers the log-likelihood (or the log posterior).
 
 Every M-step above maximises Q (or does not lower it), so EM never lowers its objective (``exact=True``).
 The forward pass at the new parameters gives both the log-likelihood the driver records and the next E-step, so an
@@ -58,7 +60,6 @@ from importlib import resources
 
 import numpy as np
 import pymc as pm
-import pytensor
 import pytensor.tensor as pt
 from numba import njit
 from scipy import stats
@@ -152,6 +153,8 @@ def build(y, k: int = 2, *, emission: str = "poisson", initial: str = "stationar
     lam_prior : (alpha, beta) of the Gamma prior on every rate (shape, rate). Default (2, 0.2): mean 10.
     mu_prior : (mean, sd) of the Normal prior on every state mean. Default (mean(y), 10 sd(y)).
     sigma_prior : scale of the HalfNormal prior on every state sd. Default 5 sd(y).
+
+    The length of the series is part of the likelihood's graph: to fit another series, build another model.
     """
     y, k, first = _check_series(y, k, emission, lengths)
     initial = _choice(initial, "initial", INITIALS)
@@ -191,8 +194,8 @@ def build(y, k: int = 2, *, emission: str = "poisson", initial: str = "stationar
             else:
                 pi0 = pt.linalg.solve((pt.eye(k) - P + 1.0).T, pt.ones(k))
             seq_start = pm.Data("seq_start", first)
-            pm.CustomDist("y", pi0, P, *theta, seq_start, logp=_hmm_logp(emission, y.size), random=_hmm_random(emission),
-                          signature="(k),(k,k)," + ",".join("(k)" for _ in theta) + ",(t)->(t)",
+            pm.CustomDist("y", pi0, P, *theta, seq_start, logp=_hmm_logp(emission, y.size),
+                          random=_hmm_random(emission), signature="(k),(k,k)," + ",".join("(k)" for _ in theta) + ",(t)->(t)",
                           dtype="int64" if emission == "poisson" else "float64", observed=y_data)
     return attach(model, ModelHooks(NAME, options, em_math=lambda prior: em_math(model, prior=prior),
                                     init=lambda rng: init(y, k, emission, initial, rng, first)))
