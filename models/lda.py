@@ -114,8 +114,8 @@ def as_corpus(X, name: str = "X") -> sp.csr_matrix:
         raise ValueError(f"{name}: expected non-negative counts, found {data[data < 0][0]:g}")
     if np.any(data != np.round(data)):
         raise ValueError(f"{name}: expected integer counts, found {data[data != np.round(data)][0]:g}")
-    X = sp.csr_matrix((data.astype(np.int64), X.indices, X.indptr), shape=X.shape)
-    X.eliminate_zeros()
+    X = sp.csr_matrix((data.astype(np.int64), X.indices.copy(), X.indptr.copy()), shape=X.shape)
+    X.eliminate_zeros()  # in place: on copies of the index arrays, never on the caller's
     X.sort_indices()
     lengths = np.diff(X.indptr)
     if np.any(lengths == 0):
@@ -573,10 +573,12 @@ def split_documents(X, fraction: float = 0.5, seed=0) -> tuple[sp.csr_matrix, sp
         lo, hi = X.indptr[d], X.indptr[d + 1]
         n = int(X.data[lo:hi].sum())
         observed[lo:hi] = rng.multivariate_hypergeometric(X.data[lo:hi], max(1, int(fraction * n)))
-    obs, held = _with_data(X, observed), _with_data(X, X.data - observed)
-    obs.eliminate_zeros()
-    held.eliminate_zeros()
-    return obs, held
+    parts = []
+    for data in (observed, X.data - observed):
+        part = sp.csr_matrix((data, X.indices.copy(), X.indptr.copy()), shape=X.shape)
+        part.eliminate_zeros()
+        parts.append(part)
+    return parts[0], parts[1]
 
 
 def fold_in(phi, X, alpha, *, tol: float = 1e-4, max_iter: int = 500) -> np.ndarray:
