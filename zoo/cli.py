@@ -281,7 +281,7 @@ def _options_text(model) -> str:
     hooks = hooks_for(model)
     if hooks is None or not hooks.options:
         return "default options"
-    return ", ".join(f"{k}={v}" for k, v in hooks.options.items())
+    return ", ".join(f"{k}={v.tolist() if isinstance(v, np.ndarray) else v}" for k, v in hooks.options.items())
 
 
 if __name__ == "__main__":  # pragma: no cover

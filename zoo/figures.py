@@ -182,7 +182,29 @@ def _missing_data_figures(example, model, comparison, folder) -> list[str]:
     return [_save(fig, folder, "imputations.png")]
 
 
+# ------------------------------------------------------------------------------------------------ hmm
+def _hmm_figures(example, model, comparison, folder) -> list[str]:
+    """The series coloured by the Viterbi path of the first point estimate (EM's, else the MLE's or MAP's), with the
+    state means as a step line."""
+    from models.hmm import viterbi
+
+    from .hmm_figures import plot_states
+
+    name = next((e for e in ("em", "mle", "map_em", "map") if e in comparison.results), None)
+    if name is None:
+        return []
+    params = comparison.results[name].params
+    y = np.asarray(example.data, dtype=float)
+    states = viterbi(y, params)
+    means = params["lam"] if "lam" in params else params["mu"]
+    fig = plot_states(y, states, means, x=example.extra.get("year"))
+    fig.axes[0].set_title(f"hmm: states decoded by Viterbi at the {name} estimate")
+    fig.tight_layout()
+    return [_save(fig, folder, "states.png")]
+
+
 MODEL_FIGURES = {
+    "hmm": _hmm_figures,
     "gaussian_mixture": _mixture_figures,
     "logistic": _logistic_figures,
     "missing_data": _missing_data_figures,
