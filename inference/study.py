@@ -596,7 +596,7 @@ def study(model, estimators=None, n=(20, 100, 1000), reps: int = 1000, truth: di
     frames = [store.load()] if store is not None else []
     done = set() if store is None else set(zip(frames[0]["n"].astype(int), frames[0]["replicate"].astype(int)))
     size = batch_size or max(1, min(50, math.ceil(reps / (8 * n_jobs))))
-    base = {"model": spec.name if remote else spec, "build_kwargs": build_kwargs, "truth": truth,
+    base = {"model": spec.name if remote else spec, "build_kwargs": build_kwargs, "truth": _plain(truth),
             "estimators": names, "estimator_options": estimator_options, "seed": seed}
     tasks = []
     for s in sizes:

@@ -17,7 +17,7 @@ import numpy as np
 
 from .report import check_output_paths, write_atomic
 
-__all__ = ["add_parser", "figures", "html_page", "run"]
+__all__ = ["add_parser", "figure", "figures", "html_page", "run"]
 
 FIGURES = (("bias", "bias", 0.0), ("rmse", "RMSE", None), ("coverage", "coverage of the 95 % interval", 0.95))
 
@@ -125,35 +125,45 @@ def write_outputs(result, folder) -> list[str]:
     return written
 
 
+def figure(result, measure: str):
+    """One measure (``bias``, ``rmse`` or ``coverage``) against n (log axis) per estimator, one panel per
+    parameter, with +-2 MCSE bars and the target as a dashed line; returns the matplotlib figure."""
+    import matplotlib.pyplot as plt
+
+    title, reference = {m: (t, r) for m, t, r in FIGURES}[measure]
+    perf = result.performance()
+    labels = list(dict.fromkeys(perf["parameter"]))
+    shift = {e: 1.0 + 0.04 * (i - (len(result.estimators) - 1) / 2) for i, e in enumerate(result.estimators)}
+    fig, axes = plt.subplots(1, len(labels), figsize=(3.2 * len(labels) + 1.2, 3.4), squeeze=False)
+    for ax, label in zip(axes[0], labels):
+        sub = perf[perf["parameter"] == label]
+        for i, est in enumerate(result.estimators):
+            rows = sub[sub["estimator"] == est]
+            x = rows["n"].to_numpy(dtype=float) * shift[est]
+            err = 2 * np.nan_to_num(rows[measure + "_mcse"].to_numpy(dtype=float))
+            ax.errorbar(x, rows[measure], yerr=err, fmt="o-", ms=4, capsize=2, color=f"C{i}", label=est)
+        if reference is not None:
+            ax.axhline(reference, color="k", lw=0.8, ls="--")
+        ax.set_xscale("log")
+        ax.set_xlabel("n")
+        ax.set_title(label)
+    axes[0][0].set_ylabel(title)
+    axes[0][-1].legend(fontsize=8)
+    fig.suptitle(f"{result.model}: {title} (± 2 MCSE), {result.reps} replicates")
+    fig.tight_layout()
+    return fig
+
+
 def figures(result, folder) -> list[str]:
-    """Bias, RMSE and coverage against n (log axis) per estimator, one panel per parameter, with +-2 MCSE bars."""
+    """``bias.png``, ``rmse.png`` and ``coverage.png`` (see :func:`figure`), written atomically into ``folder``."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    perf = result.performance()
-    labels = list(dict.fromkeys(perf["parameter"]))
-    shift = {e: 1.0 + 0.04 * (i - (len(result.estimators) - 1) / 2) for i, e in enumerate(result.estimators)}
     names = []
-    for measure, title, reference in FIGURES:
-        fig, axes = plt.subplots(1, len(labels), figsize=(3.2 * len(labels) + 1.2, 3.4), squeeze=False)
-        for ax, label in zip(axes[0], labels):
-            sub = perf[perf["parameter"] == label]
-            for i, est in enumerate(result.estimators):
-                rows = sub[sub["estimator"] == est]
-                x = rows["n"].to_numpy(dtype=float) * shift[est]
-                err = 2 * np.nan_to_num(rows[measure + "_mcse"].to_numpy(dtype=float))
-                ax.errorbar(x, rows[measure], yerr=err, fmt="o-", ms=4, capsize=2, color=f"C{i}", label=est)
-            if reference is not None:
-                ax.axhline(reference, color="k", lw=0.8, ls="--")
-            ax.set_xscale("log")
-            ax.set_xlabel("n")
-            ax.set_title(label)
-        axes[0][0].set_ylabel(title)
-        axes[0][-1].legend(fontsize=8)
-        fig.suptitle(f"{result.model}: {title} (± 2 MCSE), {result.reps} replicates")
-        fig.tight_layout()
+    for measure, _, _ in FIGURES:
+        fig = figure(result, measure)
         name = f"{measure}.png"
         write_atomic(os.path.join(folder, name), lambda fh, fig=fig: fig.savefig(fh, dpi=90, format="png"),
                      binary=True)
