@@ -10,6 +10,7 @@ from .em import ConvergenceMonitor, EMDecreaseError, em, run_em
 from .mcmc import nuts
 from .optimize import map_estimate, mle
 from .result import ConvergenceWarning, Result
+from .study import Study, study
 from .vi import advi, fullrank_advi
 
 __all__ = [
@@ -24,6 +25,7 @@ __all__ = [
     "ModelSpec",
     "Option",
     "Result",
+    "Study",
     "advi",
     "attach",
     "compare",
@@ -36,4 +38,5 @@ __all__ = [
     "nuts",
     "run_em",
     "run_estimator",
+    "study",
 ]

@@ -174,6 +174,10 @@ class ModelSpec:
     density(params, grid) -> values : the fitted density (or mass function) of one-dimensional data, for figures.
     not_default : estimators left out of the default list on some data, each with the reason (``zoo list``).
     test_cases : named example options the generic tests run every estimator on (default: the default example).
+    swap_data(model, data) -> model or None : ``model`` (built by ``build``) holding ``data`` instead, in the form
+        ``build`` takes, through ``pm.set_data``; indistinguishable from ``build(data, **options)`` with the
+        model's options, while every compiled function is kept. None (the hook, or its answer): build again.
+        Simulation studies swap each replicate's data into one model per sample size.
     """
 
     name: str
@@ -192,6 +196,7 @@ class ModelSpec:
     density: Callable | None = None
     not_default: dict = field(default_factory=dict)
     test_cases: dict = field(default_factory=lambda: {"default": {}})
+    swap_data: Callable | None = None
 
     def __post_init__(self):
         if self.data_kind is not None and self.data_kind not in DATA_KINDS:

@@ -27,7 +27,7 @@ class Result:
         deterministics). Posterior means for ADVI and NUTS.
     sd : dict[str, ndarray]
         Their uncertainty, same keys and shapes: Laplace / observed-information standard errors for MLE and MAP,
-        posterior standard deviations for VI and NUTS, NaN where the method gives none (EM).
+        posterior standard deviations for VI and NUTS (observed information at EM's point for EM).
     loglik : float
         The observed-data log-likelihood at ``params``, evaluated by the model's own PyMC graph.
     trace : ndarray

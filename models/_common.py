@@ -6,7 +6,10 @@ import numpy as np
 import pymc as pm
 import pytensor
 import pytensor.tensor as pt
+from pymc.pytensorf import compile as compile_pymc
+from pymc.pytensorf import reseed_rngs
 from pytensor.graph.replace import graph_replace
+from pytensor.tensor.random.type import RandomGeneratorType
 from scipy import optimize
 
 from inference.base import Example
@@ -101,10 +104,34 @@ def data_of(model: pm.Model, name: str) -> np.ndarray:
     return np.asarray(model[name].get_value(), dtype=float)
 
 
-def simulate_from(model: pm.Model, params: dict, observed: str, seed) -> np.ndarray:
-    """Draw the observed variable ``observed`` from the model's own declaration with ``params`` fixed (``pm.do``)."""
-    fixed = pm.do(model, {k: np.asarray(v, dtype=float) for k, v in params.items()})
-    return np.asarray(pm.draw(fixed[observed], random_seed=seed))
+_SAMPLERS: dict = {}
+_SAMPLERS_KEPT = 16
+
+
+def simulate_from(model, params: dict, observed: str, seed, *, key=None) -> np.ndarray:
+    """Draw the observed variable ``observed`` from the model's own declaration with ``params`` fixed (``pm.do``).
+
+    ``model`` is a ``pm.Model`` or a function of no arguments building one. With ``key`` (whatever fixes the model's
+    structure and size, such as the sample size) the compiled draw is kept for the next call with the same key and
+    parameters, which then only reseeds it: the numbers are those of ``pm.draw(..., random_seed=seed)``, without
+    building and compiling again (a simulation study draws thousands of data sets from one declaration).
+    """
+    values = {k: np.asarray(v, dtype=float) for k, v in params.items()}
+    cache_key = None if key is None else (key, observed, tuple((k, v.shape, v.tobytes()) for k, v in
+                                                                sorted(values.items())))
+    sampler = _SAMPLERS.get(cache_key) if cache_key is not None else None
+    if sampler is None:
+        fixed = pm.do(model() if callable(model) else model, values)
+        fn = compile_pymc(inputs=[], outputs=fixed[observed], random_seed=seed)
+        rngs = [v for v in fn.maker.fgraph.inputs if isinstance(v.type, RandomGeneratorType)]
+        sampler = (fn, rngs)
+        if cache_key is not None:
+            if len(_SAMPLERS) >= _SAMPLERS_KEPT:
+                _SAMPLERS.pop(next(iter(_SAMPLERS)))
+            _SAMPLERS[cache_key] = sampler
+    fn, rngs = sampler
+    reseed_rngs(rngs, seed)
+    return np.array(fn(), copy=True)
 
 
 def data_centred_priors(X, mu_prior, sigma_prior):

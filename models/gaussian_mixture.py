@@ -39,12 +39,14 @@ error naming the component, not a silent NaN.
 
 from __future__ import annotations
 
+import weakref
+
 import numpy as np
 import pymc as pm
 import pytensor.tensor as pt
 from scipy import stats
 
-from inference.base import EMMath, ModelHooks, ModelSpec, Option, attach
+from inference.base import EMMath, ModelHooks, ModelSpec, Option, attach, hooks_for
 from inference.checks import check
 
 from ._common import (
@@ -89,6 +91,7 @@ __all__ = [
     "kmeans_plus_plus",
     "simulate",
     "sufficient_statistics",
+    "swap_data",
 ]
 
 
@@ -138,19 +141,17 @@ def build(X, k: int = 2, *, covariance_type: str = "full", w_prior: float = 2.0,
     lkj_eta : LKJ concentration on each component's correlation matrix (D >= 2, full). Default 2.
     """
     X = check_data(X, columns=columns)
-    n, D = X.shape
+    D = X.shape[1]
     k = check_k(k, _distinct_rows(X), "distinct points")
     if covariance_type not in COVARIANCE_TYPES:
         raise ValueError(f"covariance_type: expected 'full' or 'diag', got {covariance_type!r}")
     a = positive(w_prior, "w_prior")
     m0, s0, tau = data_centred_priors(X, mu_prior, sigma_prior)
     eta = positive(lkj_eta, "lkj_eta")
-    order = np.argsort(X[:, 0], kind="stable")
-    start = X[order[((np.arange(k) + 0.5) / k * n).astype(int)], 0] + 1e-6 * np.arange(k) * (np.ptp(X[:, 0]) or 1.0)
     # components ordered by their first mean coordinate (identifiability); an ordered start, since the default one
     # (all equal) is outside the transform's support
     ordering = {"transform": pm.distributions.transforms.ordered,
-                "initval": start if _initval else None} if k > 1 else {}
+                "initval": _start(X, k) if _initval else None} if k > 1 else {}
     with pm.Model(coords={"component": np.arange(k), "dim": np.arange(D), "dim_": np.arange(D)}) as model:
         X_data = pm.Data("X", X[:, 0] if D == 1 else X)
         w = pm.Dirichlet("w", a * np.ones(k), dims="component")
@@ -185,8 +186,42 @@ def build(X, k: int = 2, *, covariance_type: str = "full", w_prior: float = 2.0,
     def math(prior, reg_covar: float = 0.0):
         return em_math(model, prior=prior, reg_covar=reg_covar)
 
+    _GIVEN_PRIORS[model] = (mu_prior, sigma_prior)
     return attach(model, ModelHooks(NAME, options, em_math=math, init=lambda rng: _model_init(model, rng),
                                     align=align, public=public, skip={} if D == 1 else dict(SKIP_MULTIVARIATE)))
+
+
+_GIVEN_PRIORS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _start(X, k: int) -> np.ndarray:
+    order = np.argsort(X[:, 0], kind="stable")
+    n = X.shape[0]
+    return X[order[((np.arange(k) + 0.5) / k * n).astype(int)], 0] + 1e-6 * np.arange(k) * (np.ptp(X[:, 0]) or 1.0)
+
+
+def swap_data(model: pm.Model, X):
+    """``model`` with its observations replaced by ``X`` (``pm.set_data``, and the ordered initial value recomputed
+    as ``build`` does): the same as ``build(X, k)`` with the model's options, without building or compiling again.
+
+    None when the rebuilt model would differ in more than its data: the default priors are centred on the data, so
+    with them (``mu_prior`` or ``sigma_prior`` not given) new data mean new priors and the model must be rebuilt.
+    """
+    mu_prior, sigma_prior = _GIVEN_PRIORS.get(model, (None, None))
+    if mu_prior is None or sigma_prior is None:
+        return None
+    X = check_data(X)
+    k = int(model["w"].type.shape[0])
+    D = int(hooks_for(model).options["dims"])
+    if X.shape[1] != D:
+        raise ValueError(f"X: expected {D} columns, got {X.shape[1]}")
+    check_k(k, _distinct_rows(X), "distinct points")
+    with model:
+        pm.set_data({"X": X[:, 0] if D == 1 else X})
+    first = model["mu" if D == 1 else "mu_first"]
+    if model.rvs_to_initial_values.get(first) is not None:
+        model.set_initval(first, _start(X, k))
+    return model
 
 
 def simulate(params, n: int = EXAMPLE_N, seed=EXAMPLE_SEED) -> np.ndarray:
@@ -196,8 +231,8 @@ def simulate(params, n: int = EXAMPLE_N, seed=EXAMPLE_SEED) -> np.ndarray:
     k = mu.shape[0]
     if mu.ndim == 1:
         placeholder = np.linspace(-1, 1, max(n, k))[:n]
-        model = build(placeholder, k=k, _initval=False)
-        return simulate_from(model, {"w": params["w"], "mu": mu, "sigma": params["sigma"]}, "x", seed)
+        return simulate_from(lambda: build(placeholder, k=k, _initval=False),
+                             {"w": params["w"], "mu": mu, "sigma": params["sigma"]}, "x", seed, key=(NAME, n, k))
     D = mu.shape[1]
     cov = np.asarray(params["cov"], dtype=float)
     placeholder = np.random.default_rng(0).standard_normal((max(n, k), D))[:n]
@@ -592,4 +627,5 @@ SPEC = ModelSpec(
     density=lambda params, grid: density(params, grid),
     not_default={"nuts": "on data with two or more columns: " + SKIP_MULTIVARIATE["nuts"]},
     test_cases={"classic": {}, "trivariate": {"example": "trivariate"}},
+    swap_data=lambda model, data: swap_data(model, data),
 )

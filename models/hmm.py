@@ -545,7 +545,6 @@ def em_math(model: pm.Model, *, prior: bool) -> EMMath:
     emission, initial, k = _layout(model)
     y = data_of(model, "y_data")
     first = (data_of(model, "seq_start") if k >= 2 else _first_flags(None, y.size)).astype(np.int64)
-    n_seq = int(first.sum())
     log_fact = gammaln(y + 1.0) if emission == "poisson" else None
     y2 = y * y
     if prior:

@@ -58,11 +58,11 @@ import numpy as np
 import pymc as pm
 import pytensor.tensor as pt
 import scipy.sparse as sp
+from inference.hooks import ModelHooks, attach
 from scipy.optimize import linear_sum_assignment
 from scipy.special import digamma, gammaln, polygamma
 
 from inference.em import EMMath
-from inference.hooks import ModelHooks, attach
 from inference.vem import VEMMath, register_vem
 
 from ._common import Example, dist_params

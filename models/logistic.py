@@ -40,7 +40,7 @@ import pymc as pm
 from scipy import optimize, stats
 from scipy.special import expit, log_expit
 
-from inference.base import EMMath, ModelHooks, ModelSpec, Option, attach
+from inference.base import EMMath, ModelHooks, ModelSpec, Option, attach, hooks_for
 
 from ._common import Example, data_of, dist_params, normal_prior, simulate_from
 
@@ -50,7 +50,7 @@ EXAMPLE_N = 1000
 EXAMPLE_SEED = 42
 TEST_FRACTION = 0.2
 
-__all__ = ["SPEC", "build", "em_math", "example", "predict_proba", "separated", "simulate"]
+__all__ = ["SPEC", "build", "em_math", "example", "predict_proba", "separated", "simulate", "swap_data"]
 
 
 # ------------------------------------------------------------------------------------------------ input checks
@@ -127,11 +127,27 @@ def build(X, y, *, feature_names=None, standardize: bool = False, alpha_prior=(0
         pm.Bernoulli("y", logit_p=a + X_data @ b, observed=y_data, shape=y_data.shape)
     options = {"features": names, "standardize": bool(standardize), "alpha_prior": (a_m, a_s),
                "beta_prior": (b_m, b_s)}
-    design = np.column_stack([np.ones(len(Z)), Z])
     return attach(model, ModelHooks(
         NAME, options, em_math=lambda prior: em_math(model, prior=prior),
         init=lambda rng: _init(model, rng),
-        mle_check=lambda: mle_check(design, y)))
+        mle_check=lambda: mle_check(_design(model), data_of(model, "y_data"))))
+
+
+def _design(model) -> np.ndarray:
+    Z = data_of(model, "X")
+    return np.column_stack([np.ones(len(Z)), Z])
+
+
+def swap_data(model: pm.Model, data):
+    """``model`` with its rows replaced by ``data = (X, y)`` (``pm.set_data``): the same as ``build(X, y)`` with
+    the model's options, without building or compiling again. None for a model built with ``standardize=True``
+    (its scaling constants come from the data it was built on, so it must be rebuilt)."""
+    if hooks_for(model).options["standardize"]:
+        return None
+    X, y, _ = check_design(*data, feature_names=hooks_for(model).options["features"])
+    with model:
+        pm.set_data({"X": X, "y_data": y.astype("int64")})
+    return model
 
 
 def simulate(X, params=None, seed=EXAMPLE_SEED) -> np.ndarray:
@@ -307,4 +323,5 @@ SPEC = ModelSpec(
     metrics_title="held-out data:",
     min_n=lambda options: 4,
     test_cases={"default": {}, "standardized": {"standardize": True}},
+    swap_data=lambda model, data: swap_data(model, data),
 )

@@ -41,7 +41,7 @@ TRUTH = {"mu": 5.0, "sigma": 2.0}
 EXAMPLE_N = 1000
 EXAMPLE_SEED = 42
 
-__all__ = ["SPEC", "TRUTH", "build", "closed_form_mle", "em_math", "example", "init", "simulate"]
+__all__ = ["SPEC", "TRUTH", "build", "closed_form_mle", "em_math", "example", "init", "simulate", "swap_data"]
 
 
 def build(y, *, mu_prior=(0.0, 10.0), sigma_prior=5.0, _placeholder: bool = False) -> pm.Model:
@@ -65,14 +65,24 @@ def build(y, *, mu_prior=(0.0, 10.0), sigma_prior=5.0, _placeholder: bool = Fals
         pm.Normal("y", mu, sigma, observed=y_data, shape=y_data.shape)
     options = {"mu_prior": (m0, s0), "sigma_prior": tau}
     return attach(model, ModelHooks(NAME, options, em_math=lambda prior: em_math(model, prior=prior),
-                                    init=lambda rng: init(y, rng)))
+                                    init=lambda rng: init(data_of(model, "y_data"), rng)))
+
+
+def swap_data(model: pm.Model, y) -> pm.Model:
+    """``model`` with its observations replaced by ``y`` (``pm.set_data``): the same as ``build(y)`` with the
+    model's options, without building or compiling again."""
+    y = as_vector(y, "y")
+    check_spread(y)
+    with model:
+        pm.set_data({"y_data": y})
+    return model
 
 
 def simulate(params=None, n: int = EXAMPLE_N, seed=EXAMPLE_SEED) -> np.ndarray:
     """``n`` draws of y from the declaration with ``params`` (default: the truth) fixed."""
     params = dict(TRUTH if params is None else params)
     n = check_n(n)
-    return simulate_from(build(np.zeros(n), _placeholder=True), params, "y", seed)
+    return simulate_from(lambda: build(np.zeros(n), _placeholder=True), params, "y", seed, key=(NAME, n))
 
 
 def example(seed=EXAMPLE_SEED) -> Example:
@@ -162,4 +172,5 @@ SPEC = ModelSpec(
     params=("mu", "sigma"),
     min_n=lambda options: 2,
     density=lambda params, grid: density(params, grid),
+    swap_data=lambda model, data: swap_data(model, data),
 )

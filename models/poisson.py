@@ -49,7 +49,7 @@ TRUTH = {1: {"lam": np.array([3.5])}, 2: {"w": np.array([0.4, 0.6]), "lam": np.a
 EXAMPLE_N = 1000
 EXAMPLE_SEED = 42
 
-__all__ = ["SPEC", "build", "em_math", "example", "init", "simulate"]
+__all__ = ["SPEC", "build", "em_math", "example", "init", "simulate", "swap_data"]
 
 
 def build(y, k: int = 1, *, lam_prior=(2.0, 0.2), w_prior: float = 2.0, _initval: bool = True) -> pm.Model:
@@ -70,7 +70,7 @@ def build(y, k: int = 1, *, lam_prior=(2.0, 0.2), w_prior: float = 2.0, _initval
         raise ValueError(f"lam_prior: expected (alpha, beta), got {lam_prior!r}") from None
     alpha, beta = positive(alpha, "lam_prior alpha"), positive(beta, "lam_prior beta")
     a = positive(w_prior, "w_prior")
-    start = np.sort(np.quantile(y, (np.arange(k) + 0.5) / k)) + 0.5 + np.arange(k) * 1e-3
+    start = _start(y, k)
     with pm.Model() as model:
         # float64, not an integer container: PyMC stores integer data as int32, which wraps counts above 2^31
         y_data = pm.Data("y_data", y)
@@ -86,7 +86,24 @@ def build(y, k: int = 1, *, lam_prior=(2.0, 0.2), w_prior: float = 2.0, _initval
             pm.Mixture("y", w=w, comp_dists=pm.Poisson.dist(mu=lam), observed=y_data, shape=y_data.shape)
     options = {"k": k, "lam_prior": (alpha, beta), "w_prior": a}
     return attach(model, ModelHooks(NAME, options, em_math=lambda prior: em_math(model, prior=prior),
-                                    init=lambda rng: init(y, k, rng)))
+                                    init=lambda rng: init(data_of(model, "y_data"), k, rng)))
+
+
+def _start(y, k: int) -> np.ndarray:
+    return np.sort(np.quantile(y, (np.arange(k) + 0.5) / k)) + 0.5 + np.arange(k) * 1e-3
+
+
+def swap_data(model: pm.Model, y) -> pm.Model:
+    """``model`` with its counts replaced by ``y`` (``pm.set_data``, and the ordered initial value recomputed as
+    ``build`` does): the same as ``build(y, k)`` with the model's options, without building or compiling again."""
+    y = as_vector(y, "y", integer=True, nonnegative=True)
+    lam = model["lam"]
+    k = check_k(int(lam.type.shape[0]), np.unique(y).size)
+    with model:
+        pm.set_data({"y_data": y})
+    if model.rvs_to_initial_values.get(lam) is not None:
+        model.set_initval(lam, _start(y, k))
+    return model
 
 
 def simulate(params, n: int = EXAMPLE_N, seed=EXAMPLE_SEED) -> np.ndarray:
@@ -95,7 +112,8 @@ def simulate(params, n: int = EXAMPLE_N, seed=EXAMPLE_SEED) -> np.ndarray:
     n = check_n(n)
     k = lam.size
     placeholder = np.arange(n) % (k + 1)  # enough distinct values for k components
-    return simulate_from(build(placeholder, k=k, _initval=False), params, "y", seed).astype(float)
+    return simulate_from(lambda: build(placeholder, k=k, _initval=False), params, "y", seed,
+                         key=(NAME, n, k)).astype(float)
 
 
 def example(seed=EXAMPLE_SEED, k: int = 1) -> Example:
@@ -216,4 +234,5 @@ SPEC = ModelSpec(
     min_n=lambda options: max(2, int(options.get("k", 1)) + 1),
     density=lambda params, grid: density(params, grid),
     test_cases={"k1": {"k": 1}, "k2": {"k": 2}},
+    swap_data=lambda model, data: swap_data(model, data),
 )

@@ -11,8 +11,9 @@ NOTEBOOKS = sorted((Path(__file__).resolve().parent.parent / "notebooks").glob("
 
 def test_there_is_a_notebook_per_classic_example():
     names = [p.name for p in NOTEBOOKS]
-    assert len(names) == 7
-    for key in ("normal", "poisson", "logistic", "gaussian_mixture", "missing_data", "segmentation", "limits"):
+    assert len(names) == 8
+    for key in ("normal", "poisson", "logistic", "gaussian_mixture", "missing_data", "segmentation", "limits",
+                "simulation_study"):
         assert any(key in n for n in names), key
 
 

@@ -74,6 +74,9 @@ def _parser(specs) -> argparse.ArgumentParser:
     g.add_argument("--seed", type=int, default=0, help="seed of the k-means++ start (default 0)")
     g.add_argument("--max-iter", type=int, default=200, help="EM iterations at most (default 200)")
     g.add_argument("--out", default="runs/segment", metavar="DIR", help="folder for segmented.png")
+    from .study_report import add_parser as add_study_parser
+
+    add_study_parser(sub, specs)
     return p
 
 
@@ -115,6 +118,10 @@ def _main(argv) -> int:
         return _segment(args)
     if args.command == "impute":
         return _impute(args)
+    if args.command == "study":
+        from .study_report import run as run_study
+
+        return run_study(args, specs)
     return _compare(args, specs)
 
 
