@@ -40,7 +40,6 @@ import json
 import logging
 import math
 import os
-import signal
 import sys
 import tempfile
 import time
@@ -56,6 +55,7 @@ from .base import hooks_for
 from .checks import check
 from .compare import ESTIMATORS, default_estimators, parse_estimators, run_estimator
 from .result import flat_labels
+from .signals import on_sigterm
 
 __all__ = ["COLUMNS", "INTERVALS", "MEASURES", "Z95", "Study", "performance", "run_batch", "study"]
 
@@ -467,22 +467,13 @@ class _Progress:
         self.stream.flush()
 
 
-@contextlib.contextmanager
 def _sigterm_interrupts():
     """SIGTERM raises KeyboardInterrupt in the main thread, so a terminated study stops its workers and keeps every
     finished batch, as Ctrl-C does."""
     def handler(signum, frame):
         raise KeyboardInterrupt(f"signal {signum}")
 
-    try:
-        previous = signal.signal(signal.SIGTERM, handler)
-    except ValueError:  # not the main thread
-        previous = None
-    try:
-        yield
-    finally:
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
+    return on_sigterm(handler)
 
 
 def _serial(tasks):

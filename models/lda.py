@@ -58,11 +58,10 @@ import numpy as np
 import pymc as pm
 import pytensor.tensor as pt
 import scipy.sparse as sp
-from inference.hooks import ModelHooks, attach
 from scipy.optimize import linear_sum_assignment
 from scipy.special import digamma, gammaln, polygamma
 
-from inference.em import EMMath
+from inference.base import EMMath, ModelHooks, attach
 from inference.vem import VEMMath, register_vem
 
 from ._common import Example, dist_params
@@ -70,6 +69,7 @@ from ._common import Example, dist_params
 NAME = "lda"
 DESCRIPTION = "latent Dirichlet allocation: word counts ~ Multinomial(N_d, theta_d @ phi), k topics"
 EXAMPLE_SEED = 42
+MAP_EM_NEEDS = "the MAP exists only where alpha, beta >= 1 (the Dirichlet densities are unbounded otherwise); use vem"
 NOT_DEFAULT = {
     "nuts": "the posterior is multimodal (the k! relabellings of the topics, and more): chains land in different "
             "modes, so R-hat cannot certify them, and each gradient costs a pass over the corpus for (D + V) k "
@@ -202,7 +202,7 @@ def build(X, k: int = 3, *, alpha=None, beta=0.01) -> pm.Model:
     register_vem(model, lambda **opts: vem_math(model, **opts))
     return attach(model, ModelHooks(NAME, options, em_math=lambda prior: em_math(model, prior=prior),
                                     init=lambda rng: init(X, k, rng),
-                                    estimators=("em", "map_em") if map_ok else ("em",)))
+                                    skip=dict(NOT_DEFAULT) if map_ok else {**NOT_DEFAULT, "map_em": MAP_EM_NEEDS}))
 
 
 def corpus_of(model: pm.Model) -> sp.csr_matrix:

@@ -7,12 +7,12 @@ import contextlib
 import json
 import os
 import shutil
-import signal
 import tempfile
 
 import numpy as np
 
 from inference.base import hooks_for
+from inference.signals import on_sigterm
 
 from .figures import figures
 
@@ -38,7 +38,6 @@ def check_output_paths(*, json_path=None, out_dir=None, file_path=None, what="--
             raise ValueError(f"{flag}: cannot write under {path}")
 
 
-@contextlib.contextmanager
 def _cleanup_on_signal(paths: list):
     """Remove ``paths`` (temporary files or folders) if SIGTERM arrives while they exist, then exit 143."""
     def handler(signum, frame):
@@ -46,15 +45,7 @@ def _cleanup_on_signal(paths: list):
             shutil.rmtree(p, ignore_errors=True) if os.path.isdir(p) else _unlink(p)
         raise SystemExit(128 + signum)
 
-    try:
-        previous = signal.signal(signal.SIGTERM, handler)
-    except ValueError:  # not the main thread: no handler can be installed, the finally clauses still clean up
-        previous = None
-    try:
-        yield
-    finally:
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
+    return on_sigterm(handler)
 
 
 def _unlink(path):
