@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test venv clean
+.PHONY: demo test venv clean browser
 
 venv: $(STAMP)
 
@@ -35,8 +35,15 @@ demo: $(STAMP)
 	$(VENV)/bin/zoo segment --out runs/segment
 	@echo "report: open runs/index.html in a browser (segmentation: runs/segment/segmented.png)"
 
-test: $(STAMP)
+test: $(STAMP) browser
 	$(PY) -m pytest -q --durations=15
+
+# Headless Chromium renders the HTML report in the tests (Debian's package; installed when missing and possible).
+browser:
+	@command -v chromium >/dev/null 2>&1 || \
+	  { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) >/dev/null 2>&1; } || \
+	  echo "note: chromium could not be installed; the report's browser tests will be skipped"
 
 clean:
 	rm -rf $(VENV) runs

@@ -12,6 +12,7 @@ import pandas as pd
 from .base import hooks_for
 from .checks import check_model
 from .em import em
+from .functions import functions_for
 from .mcmc import nuts
 from .optimize import map_estimate, mle
 from .result import Result, flat_labels
@@ -67,6 +68,8 @@ class Comparison:
     truth: dict | None = None
     order: list = field(default_factory=list)
     public: list | None = None
+    n_obs: int | None = None
+    n_params: int | None = None
 
     def _shown(self, res):
         names = self.public if self.public else list(res.params)
@@ -92,17 +95,30 @@ class Comparison:
         return pd.DataFrame(rows, columns=["estimator", "parameter", "variable", "estimate", "sd", "truth"])
 
     def summary(self) -> pd.DataFrame:
-        """One row per estimator: observed-data log-likelihood at its point, iterations, convergence, seconds."""
+        """One row per estimator: observed-data log-likelihood at its point, AIC and BIC for the point estimators
+        (MLE, MAP, EM: -2 log L + 2 p and -2 log L + p log n, p free parameters, n observations), iterations,
+        convergence, seconds."""
         rows = []
         for est in self.order:
             res = self.results.get(est)
             if res is None:
-                rows.append({"estimator": est, "loglik": np.nan, "n_iter": np.nan, "converged": False,
-                             "compile_s": np.nan, "run_s": np.nan, "error": self.errors.get(est, "")})
+                rows.append({"estimator": est, "loglik": np.nan, "aic": np.nan, "bic": np.nan, "n_iter": np.nan,
+                             "converged": False, "compile_s": np.nan, "run_s": np.nan,
+                             "error": self.errors.get(est, "")})
                 continue
-            rows.append({"estimator": est, "loglik": res.loglik, "n_iter": res.n_iter, "converged": res.converged,
-                         "compile_s": res.time_compile, "run_s": res.time_run, "error": ""})
+            aic = bic = np.nan
+            if res.draws is None and self.n_params is not None and self.n_obs:
+                aic = -2 * res.loglik + 2 * self.n_params
+                bic = -2 * res.loglik + self.n_params * np.log(self.n_obs)
+            rows.append({"estimator": est, "loglik": res.loglik, "aic": aic, "bic": bic, "n_iter": res.n_iter,
+                         "converged": res.converged, "compile_s": res.time_compile, "run_s": res.time_run,
+                         "error": ""})
         return pd.DataFrame(rows).set_index("estimator")
+
+    def starts(self) -> dict:
+        """Every start's final objective, for the estimators that ran from several starts."""
+        return {est: res.info["starts"] for est, res in self.results.items()
+                if len(res.info.get("starts", ())) > 1}
 
     def wide(self, digits: int = 4) -> pd.DataFrame:
         """Rows are parameters; columns the truth and each estimator's ``estimate ± sd``."""
@@ -127,9 +143,13 @@ class Comparison:
         show = summary.drop(columns="error")
         show["n_iter"] = show["n_iter"].map(lambda v: f"{int(v)}" if np.isfinite(v) else "")
         show["loglik"] = show["loglik"].map(lambda v: f"{v:.6f}" if np.isfinite(v) else "")
+        for col in ("aic", "bic"):
+            show[col] = show[col].map(lambda v: f"{v:.2f}" if np.isfinite(v) else "")
         for col in ("compile_s", "run_s"):
             show[col] = show[col].map(lambda v: f"{v:.2f}" if np.isfinite(v) else "")
         parts.append(show.to_string())
+        for est, values in self.starts().items():
+            parts.append(f"{est}: {len(values)} starts, final objective " + ", ".join(f"{v:.6f}" for v in values))
         for est, err in self.errors.items():
             parts.append(f"{est}: failed: {err}")
         return "\n\n".join(parts)
@@ -163,7 +183,7 @@ def default_estimators(model) -> list[str]:
 
 
 def compare(model, estimators=None, truth: dict | None = None, *, seed=0, progress: bool = False,
-            options: dict | None = None, raise_errors: bool = False) -> Comparison:
+            options: dict | None = None, raise_errors: bool = False, on_result=None) -> Comparison:
     """Run ``estimators`` (default: :func:`default_estimators`) on ``model``.
 
     Every estimator's observed-data log-likelihood is evaluated by the same compiled PyMC function. Mixture
@@ -171,7 +191,8 @@ def compare(model, estimators=None, truth: dict | None = None, *, seed=0, progre
     an error. An estimator that fails (for example EM on a model that no zoo model built, or an MLE that does not
     exist) is recorded in ``errors`` and the others still run, unless ``raise_errors``.
 
-    ``options`` maps an estimator name to extra keyword arguments for it.
+    ``options`` maps an estimator name to extra keyword arguments for it. ``on_result(name, result, error)`` is
+    called as each estimator finishes (one of ``result``, ``error`` is None), for progress displays.
     """
     check_model(model)
     hooks = hooks_for(model)
@@ -193,12 +214,30 @@ def compare(model, estimators=None, truth: dict | None = None, *, seed=0, progre
                 raise
             errors[name] = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             warnings.warn(f"{name}: {errors[name]}", RuntimeWarning, stacklevel=2)
+            if on_result is not None:
+                on_result(name, None, errors[name])
             continue
         if hooks is not None and hooks.align is not None:
             res = hooks.align(res, truth)
         results[name] = res
+        if on_result is not None:
+            on_result(name, res, None)
     return Comparison(results=results, errors=errors, truth=truth, order=names,
-                      public=hooks.public if hooks is not None else None)
+                      public=hooks.public if hooks is not None else None, n_obs=_n_observations(model),
+                      n_params=functions_for(model).size)
+
+
+def _n_observations(model) -> int:
+    """The number of observations for BIC: the rows (first dimension) of every observed variable, summed."""
+    total = 0
+    for rv in model.observed_RVs:
+        value = model.rvs_to_values[rv]
+        data = value.get_value() if hasattr(value, "get_value") else getattr(value, "data", None)
+        if data is None:
+            data = value.eval()
+        shape = np.shape(data)
+        total += int(shape[0]) if shape else 1
+    return total
 
 
 def _fmt(value, sd, digits):

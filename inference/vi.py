@@ -14,6 +14,9 @@ diverged or took tens of thousands of steps. ``init="default"`` keeps PyMC's own
 
 from __future__ import annotations
 
+import contextlib
+import logging
+import sys
 import time
 
 import numpy as np
@@ -108,9 +111,12 @@ def _fit(model, method, *, seed, max_iter, learning_rate, window, draws, init, p
         t_compile += fns.compile_seconds - compile_before
     t_init = time.perf_counter() - t0 - (fns.compile_seconds - compile_before if init == "laplace" else 0.0)
     t0 = time.perf_counter()
-    with model:
+    with model, _quiet_interruption():
         approx = inference.fit(n=max_iter, obj_optimizer=pm.adam(learning_rate=learning_rate),
                                callbacks=[stop], progressbar=progress)
+    if progress:
+        state = "converged" if stop.converged else "stopped at max_iter"
+        print(f"{method}: {state} after {len(approx.hist):,} steps", file=sys.stderr, flush=True)
     # PyMC compiles the step function inside fit(): the time to the first step counts as compile time.
     t_step_compile = (stop.first_call - t0) if stop.first_call is not None else 0.0
     if stop.average is not None:
@@ -133,6 +139,19 @@ def _fit(model, method, *, seed, max_iter, learning_rate, window, draws, init, p
                   time_compile=t_compile + t_step_compile + fns.compile_seconds - compile_before,
                   time_run=t_run, draws=draws_out,
                   info={"objective": "ELBO", "final_elbo_window_mean": float(hist[-window:].mean())})
+
+
+@contextlib.contextmanager
+def _quiet_interruption():
+    """PyMC logs "Interrupted at 1,498 [1%]" when the convergence test stops the fit, which reads like a failure;
+    the run reports its own line instead."""
+    log = logging.getLogger("pymc.variational.inference")
+    level = log.level
+    log.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        log.setLevel(level)
 
 
 def _laplace_start(approx, fns, starts, method: str) -> None:

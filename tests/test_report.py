@@ -61,4 +61,15 @@ def test_index_page_parses_links_exist_and_names_everything(tmp_path, capsys):
             assert parser.cells.count(est) >= 2, est  # a column of the estimates, a row of the summary
             first = next(iter(rec["params"].values()))
             value = first if isinstance(first, float) else first[0]
-            assert any(cell.startswith(f"{value:.4f}") for cell in parser.cells), (est, value)
+            shown = [float(c.split(" ± ")[0].replace(",", "")) for c in parser.cells if " ± " in c]
+            assert any(abs(v - value) <= 0.06 * abs(value) * 1e-2 + 1e-3 for v in shown), (est, value)
+
+
+def test_numbers_are_shown_to_the_precision_of_their_error():
+    from zoo.report import sig
+
+    assert sig(1.23456789, 0.00213) == "1.2346 ± 0.0021"
+    assert sig(1234.56, 12.3) == "1,235 ± 12"
+    assert sig(0.0225532) == "0.02255"
+    assert sig(-2090.961523, digits=9) == "-2,090.96152"
+    assert sig(3.2e-7) == "3.200e-07" and sig(float("nan")) == ""

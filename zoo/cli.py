@@ -60,10 +60,12 @@ def _parser(specs) -> argparse.ArgumentParser:
         else:
             c.add_argument(f"--{name}", type=_TYPES.get(typ, str), default=None, help=text)
     c.add_argument("--seed", type=int, default=0, help="seed of the estimators' randomness (default 0)")
+    c.add_argument("--n-init", type=int, default=None, metavar="N",
+                   help="starts for EM and the optimisers (mle, map, em, map_em); every start's final value is shown")
     c.add_argument("--json", default=None, metavar="PATH", help="write every run's results as JSON")
     c.add_argument("--out", default=None, metavar="DIR", help="write figures, index.html (and the JSON if --json is "
                                                               "not given)")
-    c.add_argument("--quiet", action="store_true", help="no progress bars or per-start lines")
+    c.add_argument("--quiet", action="store_true", help="no progress bars or per-estimator lines")
     m = sub.add_parser("impute", help="fill the missing entries of a CSV file with EM's conditional means")
     m.add_argument("file", metavar="FILE.csv")
     m.add_argument("--out", required=True, metavar="FILLED.csv", help="where to write the completed table")
@@ -170,6 +172,8 @@ def _plan(args, specs):
     estimators = parse_estimators(args.estimators) if args.estimators is not None else None
     if args.seed < 0:
         raise UsageError(f"--seed: expected a non-negative integer, got {args.seed}")
+    if args.n_init is not None and args.n_init < 1:
+        raise UsageError(f"--n-init: expected a positive integer, got {args.n_init}")
     if len(set(args.models)) != len(args.models):
         raise UsageError("MODEL: a model is named twice")
     chosen = [registry.get(name) for name in args.models]
@@ -201,10 +205,15 @@ def _compare(args, specs) -> int:
         print(f"== {spec.name} (n = {example.n}, data: {example.source})", flush=True)
         if "mapping" in example.extra:
             print(example.extra["mapping"], flush=True)
+        # progress bars on a terminal; elsewhere (a log, a pipe) one line per estimator as it finishes
+        bars = not args.quiet and sys.stderr.isatty()
+        lines = None if args.quiet or bars else _estimator_line
+        options = {e: {"n_init": args.n_init} for e in ("mle", "map", "em", "map_em")} if args.n_init else None
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", FutureWarning)
             warnings.simplefilter("ignore", RuntimeWarning)  # each failure is shown once, in the table below
-            comparison = compare(model, estimators, truth=example.truth, seed=args.seed, progress=not args.quiet)
+            comparison = compare(model, estimators, truth=example.truth, seed=args.seed, progress=bars,
+                                 options=options, on_result=lines)
         if not comparison.results:
             first = next(iter(comparison.errors.items()))
             raise RuntimeError(f"{spec.name}: every estimator failed; {first[0]}: {first[1]}")
@@ -226,6 +235,15 @@ def _compare(args, specs) -> int:
     for path in written:
         print(f"wrote {path}")
     return 0
+
+
+def _estimator_line(name, result, error) -> None:
+    if result is None:
+        print(f"  {name}: failed: {error}", file=sys.stderr, flush=True)
+        return
+    state = "converged" if result.converged else "NOT converged"
+    print(f"  {name}: {state} after {result.n_iter:,} {'draws' if name == 'nuts' else 'iterations'} "
+          f"(compile {result.time_compile:.2f} s, run {result.time_run:.2f} s)", file=sys.stderr, flush=True)
 
 
 def _segment(args) -> int:

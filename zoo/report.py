@@ -153,38 +153,111 @@ def write_outputs(runs, records, *, json_path=None, out_dir=None) -> list[str]:
     return written
 
 
-def html_page(runs, records, files) -> str:
-    """One self-contained HTML page: a section per run with its tables, notes and (neighbouring) figures."""
+def sig(value, sd=np.nan, digits: int = 4) -> str:
+    """A number for a reader: ``digits`` significant digits; with a standard error, the value to the decimal place
+    of the error's second significant digit and the error to two (1.2346 ± 0.0021, 1,234.6 ± 12)."""
+    if value is None or not np.isfinite(value):
+        return ""
+    if sd is not None and np.isfinite(sd) and sd > 0:
+        places = max(0, 1 - int(np.floor(np.log10(sd))))
+        return f"{value:,.{places}f} ± {sd:,.{places}f}"
+    if value == 0:
+        return "0"
+    magnitude = int(np.floor(np.log10(abs(value))))
+    if -4 <= magnitude < 9:
+        return f"{value:,.{max(0, digits - 1 - magnitude)}f}"
+    return f"{value:.{digits - 1}e}"
+
+
+def html_table(header, rows, *, highlight=(), cls="") -> str:
+    """A table with one header row (the first column's header may be empty) and no index-name row; the columns
+    named in ``highlight`` carry the class ``hl``."""
     import html
 
-    import pandas as pd
+    esc = html.escape
+    marks = [" class='hl'" if h in highlight else "" for h in header]
+    out = [f"<table class='{cls}'><thead><tr>" + "".join(f"<th{m}>{esc(str(h))}</th>" for h, m in zip(header, marks))
+           + "</tr></thead><tbody>"]
+    for row in rows:
+        cells = [f"<th>{esc(str(row[0]))}</th>"] + [f"<td{m}>{esc(str(v))}</td>" for v, m in zip(row[1:], marks[1:])]
+        out.append("<tr>" + "".join(cells) + "</tr>")
+    out.append("</tbody></table>")
+    return "".join(out)
+
+
+def _estimates_table(comparison) -> str:
+    tidy = comparison.tidy()
+    if tidy.empty:
+        return "<p>no estimates</p>"
+    labels = list(dict.fromkeys(tidy["parameter"]))
+    cols = (["truth"] if comparison.truth else []) + [e for e in comparison.order if e in comparison.results]
+    by = {(r.estimator, r.parameter): (r.estimate, r.sd) for r in tidy.itertuples()}
+    truth = dict(zip(tidy["parameter"], tidy["truth"]))
+    rows = []
+    for lab in labels:
+        row = [lab]
+        for c in cols:
+            row.append(sig(truth[lab]) if c == "truth" else sig(*by[(c, lab)]) if (c, lab) in by else "")
+        rows.append(row)
+    return html_table(["parameter"] + cols, rows, highlight=("truth",), cls="estimates")
+
+
+def _summary_table(comparison) -> str:
+    summary = comparison.summary()
+    header = ["estimator", "log-likelihood", "AIC", "BIC", "iterations", "converged", "compile s", "run s", "error"]
+    rows = []
+    for est, r in summary.iterrows():
+        rows.append([est, sig(r.loglik, digits=9), sig(r.aic, digits=8), sig(r.bic, digits=8),
+                     "" if not np.isfinite(r.n_iter) else f"{int(r.n_iter):,}", "yes" if r.converged else "no",
+                     sig(r.compile_s, digits=2), sig(r.run_s, digits=2), r.error])
+    return html_table(header, rows, cls="summary")
+
+
+def _metrics_table(metrics: dict) -> str:
+    names = list(dict.fromkeys(k for m in metrics.values() for k in m))
+    rows = [[est] + [sig(m.get(k, np.nan)) for k in names] for est, m in metrics.items()]
+    return html_table([""] + names, rows, cls="metrics")
+
+
+STYLE = ("body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1400px;padding:0 1em;color:#222}"
+         "table{border-collapse:collapse;margin:0.5em 0 1.2em}td,th{border:1px solid #ccc;padding:3px 8px;"
+         "text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}thead th{background:#f3f3f3}"
+         "tbody th{text-align:left;font-weight:600;background:#fafafa}.hl{background:#fff4c2;font-weight:600}"
+         "img{max-width:100%;margin:0.3em 0;border:1px solid #eee}.note{color:#444;max-width:60em}"
+         "nav ul{columns:2}section{border-top:1px solid #ddd;margin-top:2em}")
+
+
+def html_page(runs, records, files) -> str:
+    """One self-contained HTML page: a table of contents, then a section per run with its tables, notes and
+    (neighbouring) figures."""
+    import html
 
     esc = html.escape
     parts = ["<!DOCTYPE html>", "<html lang='en'><head><meta charset='utf-8'>",
-             "<title>estimator zoo: comparison</title>",
-             "<style>body{font-family:system-ui,sans-serif;margin:2em;max-width:1200px}"
-             "table{border-collapse:collapse;margin:0.5em 0 1.2em}td,th{border:1px solid #ccc;padding:3px 8px;"
-             "text-align:right;font-variant-numeric:tabular-nums}th{background:#f3f3f3}"
-             "img{max-width:100%;margin:0.3em 0;border:1px solid #eee}.note{color:#444}</style>",
+             "<meta name='viewport' content='width=device-width, initial-scale=1'>",
+             "<title>estimator zoo: comparison</title>", f"<style>{STYLE}</style>",
              "</head><body>", "<h1>estimator zoo: comparison</h1>"]
-    parts.append("<ul>" + "".join(f"<li><a href='#{esc(run_slug(r))}'>{esc(run_slug(r))}</a></li>"
-                                  for r in records) + "</ul>")
+    toc = []
+    for r in records:
+        slug = esc(run_slug(r))
+        toc.append(f"<li><a href='#{slug}'>{slug}</a>: <a href='#{slug}-estimates'>estimates</a>, "
+                   f"<a href='#{slug}-summary'>per estimator</a>, <a href='#{slug}-figures'>figures</a></li>")
+    parts.append("<nav><h2>Contents</h2><ul>" + "".join(toc) + "</ul></nav>")
     for (spec, example, model, comparison, _), record in zip(runs, records):
-        slug = run_slug(record)
-        parts.append(f"<section id='{esc(slug)}'><h2>{esc(spec.name)}</h2>")
+        slug = esc(run_slug(record))
+        parts.append(f"<section id='{slug}'><h2>{esc(spec.name)}</h2>")
         parts.append(f"<p>{esc(spec.description)}</p>")
-        parts.append(f"<p>data: {esc(str(record['data']['source']))}, n = {record['data']['n']}; options: "
+        parts.append(f"<p>data: {esc(str(record['data']['source']))}, n = {record['data']['n']:,}; options: "
                      f"{esc(json.dumps(record['options']))}</p>")
-        parts.append("<h3>Estimates (± sd)</h3>" + comparison.wide().to_html(border=0))
-        summary = comparison.summary()
-        parts.append("<h3>Per estimator</h3>" + summary.to_html(border=0, float_format=lambda v: f"{v:.6g}"))
+        parts.append(f"<h3 id='{slug}-estimates'>Estimates (± sd)</h3>" + _estimates_table(comparison))
+        parts.append(f"<h3 id='{slug}-summary'>Per estimator</h3>" + _summary_table(comparison))
         if record.get("metrics"):
-            parts.append(f"<h3>{esc(spec.metrics_title)}</h3>"
-                         + pd.DataFrame(record["metrics"]).T.to_html(border=0, float_format=lambda v: f"{v:.4f}"))
+            parts.append(f"<h3>{esc(spec.metrics_title)}</h3>" + _metrics_table(record["metrics"]))
         for line in (spec.notes(example, comparison) if spec.notes is not None else []):
             parts.append(f"<p class='note'>{esc(line)}</p>")
+        parts.append(f"<h3 id='{slug}-figures'>Figures</h3>")
         for rel in files:
-            if rel.startswith(slug + "/") and rel.endswith(".png"):
+            if rel.startswith(run_slug(record) + "/") and rel.endswith(".png"):
                 parts.append(f"<figure><img src='{esc(rel)}' alt='{esc(rel)}'><figcaption>{esc(rel)}"
                              "</figcaption></figure>")
         parts.append("</section>")
