@@ -19,8 +19,10 @@ from __future__ import annotations
 import argparse
 import time
 import warnings
+from importlib import import_module
 
 import numpy as np
+import scipy.sparse as sp
 
 from inference.result import ConvergenceWarning
 from inference.vem import vem
@@ -53,7 +55,7 @@ def main(argv=None) -> None:
     parser.add_argument("--iters", type=int, default=10)
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args(argv)
-    X = lda.example(corpus="reuters").data
+    X = sp.csr_matrix(import_module("lda.datasets").load_reuters())
     print(f"Reuters: {X.shape[0]} documents, {X.shape[1]} words, {int(X.sum())} tokens, {X.nnz} nonzeros")
     for k in args.k:
         model = lda.build(X, k=k)

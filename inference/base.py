@@ -15,7 +15,7 @@ import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-__all__ = ["EMMath", "Example", "ModelHooks", "ModelSpec", "Option", "attach", "hooks_for"]
+__all__ = ["EMMath", "Example", "ModelHooks", "ModelSpec", "Option", "VEMMath", "attach", "hooks_for"]
 
 
 @dataclass(frozen=True)
@@ -57,6 +57,39 @@ class EMMath:
 
 
 @dataclass(frozen=True)
+class VEMMath:
+    """Hand-derived variational-EM updates of one model, reading data and priors from the ``pm.Model``.
+
+    init(rng) -> state : the starting variational state (any object the other functions understand).
+    step(state) -> state : one full sweep (local E-step to convergence, then the global M-step); must not lower
+        the ELBO.
+    elbo(state) -> float : the evidence lower bound at ``state``, constants included.
+    to_result(state) -> dict : point estimates keyed by the PyMC variable names (constrained space).
+    sd(state) -> dict : their approximate posterior standard deviations under q, optional.
+    extras(state) -> dict : by-products for ``result.info`` (variational parameters, updated hyperparameters).
+    n_units : number of exchangeable units (documents) the online variant samples mini-batches from.
+    online_step(state, batch, rho) -> (state, elbo_estimate) : local E-step on the unit indices ``batch``, then the
+        global parameters moved by step size ``rho`` toward their estimate from the batch; optional.
+    finish(state) -> state : after the online passes, the local E-step for every unit with the final global
+        parameters (so ``to_result`` reports every unit under the same topics); optional.
+    loglik(params) -> float : the observed-data log-likelihood at ``to_result``'s point, computed by the model's
+        own math (its tests tie it to the PyMC graph); optional. Without it the driver compiles the PyMC graph,
+        which on a corpus of thousands of words takes longer than the fit.
+    """
+
+    init: Callable
+    step: Callable
+    elbo: Callable
+    to_result: Callable
+    sd: Callable | None = None
+    extras: Callable | None = None
+    n_units: int | None = None
+    online_step: Callable | None = None
+    finish: Callable | None = None
+    loglik: Callable | None = None
+
+
+@dataclass(frozen=True)
 class ModelHooks:
     """Model-specific pieces of one built ``pm.Model``, all optional but the name.
 
@@ -66,12 +99,14 @@ class ModelHooks:
         from the model; ``em_options`` are the extra keyword arguments given to :func:`inference.em` (for example
         ``reg_covar`` for the Gaussian mixture). A model whose EM takes no options ignores none: unknown options are
         a TypeError naming them.
+    vem_math : ``vem_math(**options) -> VEMMath``, the hand-derived variational-EM updates (``inference.vem``);
+        ``options`` are the extra keyword arguments given to :func:`inference.vem.vem` (``update_alpha`` for LDA).
     init : ``init(rng) -> dict`` of constrained free-variable values computed from the data (shared by EM and the
         optimisers, so both can start from the same point).
     mle_check : ``mle_check()`` raises when the likelihood has no (unique) maximum, before MLE or EM without priors
         start (for example: separated classes in a logistic regression).
     align : ``align(result, truth) -> result``, relabels mixture components (to ``truth`` when given).
-    public : the variable names a comparison shows (default: every free variable and deterministic).
+    public : the variable names a comparison shows (default: every free variable and deterministic; ``[]``: none).
     skip : estimators left out of this model's default list, each with the reason (``zoo list`` shows it).
     latent_draws : ``latent_draws(draws: dict, rng) -> dict`` of extra draws of quantities the declaration
         integrates out (imputed entries, states), one per posterior draw; added to the draws of VI and NUTS.
@@ -80,6 +115,7 @@ class ModelHooks:
     name: str
     options: dict = field(default_factory=dict)
     em_math: Callable | None = None
+    vem_math: Callable | None = None
     init: Callable | None = None
     mle_check: Callable | None = None
     align: Callable | None = None

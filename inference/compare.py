@@ -17,10 +17,11 @@ from .mcmc import nuts
 from .optimize import map_estimate, mle
 from .result import Result, flat_labels
 from .starts import as_generator
+from .vem import vem
 from .vi import advi, fullrank_advi
 
 __all__ = ["DEFAULT_ESTIMATORS", "ESTIMATORS", "Comparison", "compare", "default_estimators", "parse_estimators",
-           "run_estimator"]
+           "run_estimator", "unavailable"]
 
 ESTIMATORS = {
     "mle": mle,
@@ -30,9 +31,10 @@ ESTIMATORS = {
     "advi": advi,
     "fullrank_advi": fullrank_advi,
     "nuts": nuts,
+    "vem": vem,
 }
 DEFAULT_ESTIMATORS = tuple(ESTIMATORS)
-_PROGRESS = {"em", "map_em", "advi", "fullrank_advi", "nuts"}
+_PROGRESS = {"em", "map_em", "advi", "fullrank_advi", "nuts", "vem"}
 
 
 def parse_estimators(estimators) -> list[str]:
@@ -72,7 +74,7 @@ class Comparison:
     n_params: int | None = None
 
     def _shown(self, res):
-        names = self.public if self.public else list(res.params)
+        names = self.public if self.public is not None else list(res.params)
         return [(n, res.params[n]) for n in names if n in res.params]
 
     def _truth_value(self, name, idx):
@@ -137,8 +139,10 @@ class Comparison:
         return table
 
     def table(self, digits: int = 4) -> str:
-        """The printable side-by-side view: the parameter table, then the per-estimator summary."""
-        parts = [self.wide(digits).to_string()]
+        """The printable side-by-side view: the parameter table (none when no parameter is public), then the
+        per-estimator summary."""
+        wide = self.wide(digits)
+        parts = [] if wide.empty else [wide.to_string()]
         summary = self.summary()
         show = summary.drop(columns="error")
         show["n_iter"] = show["n_iter"].map(lambda v: f"{int(v)}" if np.isfinite(v) else "")
@@ -175,11 +179,24 @@ class Comparison:
         return out
 
 
-def default_estimators(model) -> list[str]:
-    """Every estimator but those the model's hooks skip by design (each with its reason in ``hooks.skip``)."""
+def unavailable(model) -> dict[str, str]:
+    """The estimators left out of ``model``'s default list, each with the reason: those its hooks skip by design
+    (``hooks.skip``), and those needing hand-derived math it does not supply (EM math for ``em`` and ``map_em``,
+    variational-EM math for ``vem``)."""
     hooks = hooks_for(model)
-    skip = hooks.skip if hooks is not None else {}
-    return [e for e in DEFAULT_ESTIMATORS if e not in skip]
+    out = dict(hooks.skip) if hooks is not None else {}
+    if hooks is None or hooks.em_math is None:
+        for name in ("em", "map_em"):
+            out.setdefault(name, "the model supplies no hand-derived EM math")
+    if hooks is None or hooks.vem_math is None:
+        out.setdefault("vem", "the model supplies no variational-EM math")
+    return out
+
+
+def default_estimators(model) -> list[str]:
+    """Every estimator but those :func:`unavailable` names."""
+    left_out = unavailable(model)
+    return [e for e in DEFAULT_ESTIMATORS if e not in left_out]
 
 
 def compare(model, estimators=None, truth: dict | None = None, *, seed=0, progress: bool = False,

@@ -3,8 +3,9 @@
 Variational EM maximises an evidence lower bound (ELBO) on the log marginal likelihood by coordinate ascent over the
 parameters of a factorised approximation q (and, optionally, point estimates of hyperparameters). The model-specific
 math (the updates, the ELBO, the reading of q as point estimates) lives in the model's own module and reaches this
-driver as a :class:`VEMMath`, registered on the ``pm.Model`` with :func:`register_vem`; this file owns the loops only:
-the ELBO trace, the monotonicity guard, the convergence test, the step sizes of the online variant, the bookkeeping.
+driver as an :class:`~inference.base.VEMMath` through the model's hooks (``ModelHooks.vem_math``); this file owns
+the loops only: the ELBO trace, the monotonicity guard, the convergence test, the step sizes of the online variant,
+the bookkeeping.
 
 Batch: every step is a full coordinate-ascent sweep, so the ELBO can never fall; a drop beyond round-off means the
 model's updates are wrong and raises :class:`inference.em.EMDecreaseError`.
@@ -20,74 +21,26 @@ from __future__ import annotations
 
 import sys
 import time
-import weakref
-from collections.abc import Callable
-from dataclasses import dataclass
 
 import numpy as np
 
+from .base import VEMMath, hooks_for
 from .em import EMDecreaseError
 from .functions import functions_for
 from .result import Result, warn_not_converged
 from .starts import as_generator
 
-__all__ = ["VEMMath", "register_vem", "vem", "vem_math_for"]
-
-_VEM: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-
-
-@dataclass(frozen=True)
-class VEMMath:
-    """Hand-derived variational-EM updates of one model, reading data and priors from the ``pm.Model``.
-
-    init(rng) -> state : the starting variational state (any object the other functions understand).
-    step(state) -> state : one full sweep (local E-step to convergence, then the global M-step); must not lower
-        the ELBO.
-    elbo(state) -> float : the evidence lower bound at ``state``, constants included.
-    to_result(state) -> dict : point estimates keyed by the PyMC variable names (constrained space).
-    sd(state) -> dict : their approximate posterior standard deviations under q, optional.
-    extras(state) -> dict : by-products for ``result.info`` (variational parameters, updated hyperparameters).
-    n_units : number of exchangeable units (documents) the online variant samples mini-batches from.
-    online_step(state, batch, rho) -> (state, elbo_estimate) : local E-step on the unit indices ``batch``, then the
-        global parameters moved by step size ``rho`` toward their estimate from the batch; optional.
-    finish(state) -> state : after the online passes, the local E-step for every unit with the final global
-        parameters (so ``to_result`` reports every unit under the same topics); optional.
-    loglik(params) -> float : the observed-data log-likelihood at ``to_result``'s point, computed by the model's
-        own math (its tests tie it to the PyMC graph); optional. Without it the driver compiles the PyMC graph,
-        which on a corpus of thousands of words takes longer than the fit.
-    """
-
-    init: Callable
-    step: Callable
-    elbo: Callable
-    to_result: Callable
-    sd: Callable | None = None
-    extras: Callable | None = None
-    n_units: int | None = None
-    online_step: Callable | None = None
-    finish: Callable | None = None
-    loglik: Callable | None = None
-
-
-def register_vem(model, factory: Callable):
-    """Attach ``factory(**options) -> VEMMath`` to ``model`` (what a model module's ``build`` does)."""
-    _VEM[model] = factory
-    return model
-
-
-def vem_math_for(model) -> Callable | None:
-    """The registered ``factory(**options) -> VEMMath`` of ``model``, or None."""
-    return _VEM.get(model)
+__all__ = ["VEMMath", "vem"]
 
 
 def vem(model, *, seed=None, max_iter: int = 500, tol: float | None = None, progress: bool = False,
         online: bool = False, batch_size: int = 256, tau0: float = 10.0, kappa: float = 0.7, epochs: int = 10,
         **model_options) -> Result:
-    """Variational EM on a model that registered its updates; online variational Bayes with ``online=True``.
+    """Variational EM on a model whose hooks supply its updates; online variational Bayes with ``online=True``.
 
     Parameters
     ----------
-    model : pm.Model built by a zoo model that provides variational-EM updates.
+    model : pm.Model whose hooks supply variational-EM math (``ModelHooks.vem_math``).
     seed : int or numpy.random.Generator
         Seeds the starting state and (online) the order of the mini-batches.
     max_iter : int
@@ -121,10 +74,10 @@ def vem(model, *, seed=None, max_iter: int = 500, tol: float | None = None, prog
     EMDecreaseError
         When a batch sweep lowers the ELBO beyond round-off (a bug in the model's updates).
     """
-    factory = vem_math_for(model)
-    if factory is None:
-        raise TypeError("model: variational EM needs a model whose module registered its updates "
-                        "(inference.vem.register_vem); this pm.Model has none")
+    hooks = hooks_for(model)
+    if hooks is None or hooks.vem_math is None:
+        raise TypeError("model: variational EM needs hand-derived variational-EM math attached to the pm.Model "
+                        "(ModelHooks(vem_math=...)); this one has none")
     for name, value in (("max_iter", max_iter), ("batch_size", batch_size), ("epochs", epochs)):
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
             raise ValueError(f"{name}: expected a positive integer, got {value!r}")
@@ -136,7 +89,7 @@ def vem(model, *, seed=None, max_iter: int = 500, tol: float | None = None, prog
         raise ValueError(f"tau0: expected a non-negative number, got {tau0!r}")
     if isinstance(kappa, bool) or not isinstance(kappa, (int, float)) or not 0.5 < kappa <= 1:
         raise ValueError(f"kappa: expected a number in (0.5, 1], got {kappa!r}")
-    math = factory(**model_options)
+    math = hooks.vem_math(**model_options)
     if online and (math.online_step is None or math.n_units is None):
         raise ValueError("online: this model provides no online variational updates")
     rng = as_generator(seed)

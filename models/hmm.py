@@ -589,16 +589,14 @@ def em_math(model: pm.Model, *, prior: bool) -> EMMath:
                 mu = S1 / np.where(N > 0, N, np.nan)
             q = y2 @ gamma - 2 * mu * S1 + mu * mu * N  # sum_t gamma_tj (y_t - mu_j)^2
             q = np.maximum(q, 0.0)
-            s2 = 2 * q / (N + np.sqrt(N * N + 4 * q / tau**2)) if prior else q / N
+            s2 = halfnormal_scale_map(q, N, tau) if prior else q / N
             new = {"mu": mu, "sigma": np.sqrt(s2)}
         if k >= 2:
             P_now, _ = _chain(p, k, initial)
             extra_P = a_P - 1.0 if prior else 0.0
             if initial == "free":
-                rows = counts + extra_P
-                new["P"] = rows / rows.sum(axis=1, keepdims=True)
-                w0 = w + (a_0 - 1.0 if prior else 0.0)
-                new["pi0"] = w0 / w0.sum()
+                new["P"] = np.stack([dirichlet_map(c, a_P[i] if prior else 1.0) for i, c in enumerate(counts)])
+                new["pi0"] = dirichlet_map(w, a_0 if prior else 1.0)
             else:
                 new["P"] = _stationary_P_step(P_now, counts + extra_P, w)
         bad = [name for name, v in new.items() if not np.all(np.isfinite(v))

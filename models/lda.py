@@ -54,6 +54,8 @@ constants below.
 
 from __future__ import annotations
 
+import weakref
+
 import numpy as np
 import pymc as pm
 import pytensor.tensor as pt
@@ -61,26 +63,40 @@ import scipy.sparse as sp
 from scipy.optimize import linear_sum_assignment
 from scipy.special import digamma, gammaln, polygamma
 
-from inference.base import EMMath, ModelHooks, attach
-from inference.vem import VEMMath, register_vem
+from inference.base import EMMath, ModelHooks, ModelSpec, Option, VEMMath, attach
 
 from ._common import Example, dist_params
 
 NAME = "lda"
 DESCRIPTION = "latent Dirichlet allocation: word counts ~ Multinomial(N_d, theta_d @ phi), k topics"
 EXAMPLE_SEED = 42
-MAP_EM_NEEDS = "the MAP exists only where alpha, beta >= 1 (the Dirichlet densities are unbounded otherwise); use vem"
+# The largest number of parameters (D + V) k for which the dense (D + V) k square matrices behind EM's standard
+# errors (the observed information) and ADVI's many full-corpus gradient passes are affordable (0.5 GB at 8,000).
+MAX_DENSE = 8000
+# ADVI's stochastic gradients over the PyMC graph: about 40 ms per step on the simulated example's 690 parameters and
+# 6,000 counts, four minutes to converge; so by default only on corpora of at most this many parameters.
+MAX_ADVI = 300
+# Comparison tables show phi (k x V) up to this many entries, and no parameter table beyond: theta (D x k) never,
+# as its D rows say nothing a reader can take in; the metrics (perplexity, coherence, top words) compare the fits.
+MAX_SHOWN = 300
 NOT_DEFAULT = {
     "nuts": "the posterior is multimodal (the k! relabellings of the topics, and more): chains land in different "
             "modes, so R-hat cannot certify them, and each gradient costs a pass over the corpus for (D + V) k "
             "parameters; it runs on tiny corpora only",
     "mle": "the optimisers build a dense Hessian over all (D + V) k parameters (singular, since theta @ phi is "
            "invariant to topic relabelling); EM reaches the same maximum at a fraction of the cost",
-    "map": "as for mle",
-    "advi": "feasible on small corpora only; variational EM optimises the same kind of bound in closed form",
+    "map": "as for mle; MAP-EM reaches the MAP",
     "fullrank_advi": "a covariance over all (D + V) k parameters",
+    "map_em": "with alpha or beta below 1 (the defaults 1/k and 0.01): the posterior density is unbounded at the "
+              "edges of the simplex and has no interior mode; vem handles such priors",
+    "em": "PLSA's maximum lies on the boundary of the simplex on most corpora (documents that use only some "
+          "topics), where EM converges sublinearly, and its observed information is singular (theta @ phi is "
+          "unchanged by mixing topics), so it has no standard errors; ask for it with --estimators em",
+    "advi": f"on corpora with (D + V) k above {MAX_ADVI:,}: minutes of stochastic gradient steps, while vem "
+            "optimises the same kind of bound in closed form",
 }
-SIMULATED = {"k": 3, "V": 30, "D": 200, "N": 100, "own": 0.9, "alpha": 0.2}
+SIMULATED = {"k": 3, "V": 30, "D": 200, "N": 100, "own": 0.9, "alpha": 0.2, "held_out": 50}
+HELD_OUT = 0.2  # the share of a real corpus's documents kept out of the fit, for held-out perplexity
 
 __all__ = ["NAME", "NOT_DEFAULT", "as_corpus", "build", "coherence_umass", "document_completion", "e_step",
            "em_math", "example", "kfold_perplexity", "match_topics", "perplexity", "split_documents", "simulate",
@@ -198,11 +214,57 @@ def build(X, k: int = 3, *, alpha=None, beta=0.01) -> pm.Model:
     coo = X.tocoo()
     model = _declare(coo.row, coo.col, coo.data, np.asarray(X.sum(axis=1)).ravel(), D, V, k, alpha, beta)
     options = {"k": k, "alpha": alpha, "beta": beta}
-    map_ok = bool(np.all(alpha >= 1) and np.all(beta >= 1))
-    register_vem(model, lambda **opts: vem_math(model, **opts))
     return attach(model, ModelHooks(NAME, options, em_math=lambda prior: em_math(model, prior=prior),
-                                    init=lambda rng: init(X, k, rng),
-                                    skip=dict(NOT_DEFAULT) if map_ok else {**NOT_DEFAULT, "map_em": MAP_EM_NEEDS}))
+                                    vem_math=lambda **opts: vem_math(model, **opts),
+                                    init=lambda rng: init(X, k, rng), align=aligner(),
+                                    public=["phi"] if k * V <= MAX_SHOWN else [],
+                                    skip=skipped(D, V, k, alpha, beta)))
+
+
+def skipped(D: int, V: int, k: int, alpha, beta) -> dict:
+    """The estimators left out of the default list for a corpus of D documents and V words with k topics, each
+    with its reason (see ``NOT_DEFAULT``)."""
+    out = {name: NOT_DEFAULT[name] for name in ("nuts", "mle", "map", "fullrank_advi", "em")}
+    if np.any(np.asarray(alpha) < 1) or np.any(np.asarray(beta) < 1):
+        out["map_em"] = NOT_DEFAULT["map_em"]
+    size = (D + V) * k
+    for name, limit in (("map_em", MAX_DENSE), ("advi", MAX_ADVI)):
+        if size > limit:
+            reason = ("its standard errors need the dense observed information over all the parameters"
+                      if name == "map_em" else NOT_DEFAULT[name].split(": ", 1)[1])
+            out.setdefault(name, f"{size:,} parameters (D + V) k, above {limit:,}: {reason}")
+    return out
+
+
+def aligner():
+    """``align(result, truth)`` for one built model: the topics of ``result`` relabelled to match the truth's
+    (Hungarian matching on Hellinger distances, ``match_topics``) or, without a truth, the first result aligned on
+    this model, so that topic j is the same topic for every estimator. Permutes phi's rows and theta's columns (with
+    their sds, draws and the variational parameters in ``info``)."""
+    reference = {}
+
+    def align(result, truth=None):
+        from dataclasses import replace
+
+        phi = np.asarray(result.params["phi"])
+        target = truth["phi"] if truth is not None and "phi" in truth else reference.setdefault("phi", phi)
+        perm, _ = match_topics(target, phi)
+        if np.array_equal(perm, np.arange(perm.size)):
+            return result
+        axes = {"phi": 0, "theta": 1, "lambda": 0, "gamma": 1, "alpha": 0}
+        params, sd = dict(result.params), dict(result.sd)
+        for name in ("phi", "theta"):
+            params[name] = np.take(params[name], perm, axis=axes[name])
+            if name in sd:
+                sd[name] = np.take(sd[name], perm, axis=axes[name])
+        draws = None if result.draws is None else {
+            n: (np.take(v, perm, axis=v.ndim - 2 + axes[n]) if n in ("phi", "theta") else v)
+            for n, v in result.draws.items()}
+        info = {n: (np.take(v, perm, axis=axes[n]) if n in ("lambda", "gamma", "alpha") and np.ndim(v) else v)
+                for n, v in result.info.items()}
+        return replace(result, params=params, sd=sd, draws=draws, info=info)
+
+    return align
 
 
 def corpus_of(model: pm.Model) -> sp.csr_matrix:
@@ -256,21 +318,37 @@ def simulated_truth(seed=EXAMPLE_SEED) -> dict:
     return {"theta": theta, "phi": phi}
 
 
-def example(seed=EXAMPLE_SEED, corpus: str = "simulated") -> Example:
-    """The simulated corpus (default) or ``"reuters"``; ``extra["vocab"]`` holds the words."""
-    if corpus == "simulated":
+def hold_out(X, fraction: float = HELD_OUT, seed=0) -> tuple[sp.csr_matrix, sp.csr_matrix]:
+    """The documents of ``X`` split at random into those a fit uses and ``fraction`` of them (at least one) kept
+    out for held-out perplexity; both keep the original order. Returns (fitted, held_out)."""
+    X = as_corpus(X)
+    if not 0 < fraction < 1 or X.shape[0] < 2:
+        raise ValueError(f"fraction: expected a number in (0, 1) and at least 2 documents, got {fraction!r} and "
+                         f"{X.shape[0]}")
+    n_out = max(1, int(round(fraction * X.shape[0])))
+    out = np.zeros(X.shape[0], dtype=bool)
+    out[np.random.default_rng(seed).choice(X.shape[0], n_out, replace=False)] = True
+    return X[~out], X[out]
+
+
+def example(seed=EXAMPLE_SEED, example: str = "simulated") -> Example:
+    """The simulated corpus (default) or ``"reuters"``; ``extra`` holds the words (``vocab``) and the documents kept
+    out of the fit (``held_out``): 50 more drawn from the true topics, or a fifth of Reuters' stories."""
+    if example == "simulated":
         truth = simulated_truth(seed)
         X = simulate(truth, SIMULATED["N"], seed)
+        more = np.random.default_rng(seed + 1).dirichlet(np.full(SIMULATED["k"], SIMULATED["alpha"]),
+                                                         size=SIMULATED["held_out"])
+        held = simulate({"theta": more, "phi": truth["phi"]}, SIMULATED["N"], seed + 1)
         vocab = [f"w{j}" for j in range(SIMULATED["V"])]
-        return Example(X, build_kwargs={"k": SIMULATED["k"]}, truth=truth, extra={"vocab": vocab})
-    if corpus == "reuters":
+        return Example(X, build_kwargs={"k": SIMULATED["k"]}, truth=truth, extra={"vocab": vocab, "held_out": held})
+    if example == "reuters":
         import lda.datasets
 
-        X = sp.csr_matrix(lda.datasets.load_reuters())
-        return Example(X, build_kwargs={"k": 10}, source="reuters",
-                       extra={"vocab": list(lda.datasets.load_reuters_vocab()),
-                              "titles": list(lda.datasets.load_reuters_titles())})
-    raise ValueError(f"corpus: expected 'simulated' or 'reuters', got {corpus!r}")
+        X, held = hold_out(sp.csr_matrix(lda.datasets.load_reuters()), HELD_OUT, seed)
+        return Example(X, build_kwargs={"k": 10}, source="reuters (Blei's 395 stories, from the lda package)",
+                       extra={"vocab": list(lda.datasets.load_reuters_vocab()), "held_out": held})
+    raise ValueError(f"example: expected 'simulated' or 'reuters', got {example!r}")
 
 
 def init(X: sp.csr_matrix, k: int, rng) -> dict:
@@ -701,3 +779,102 @@ def gibbs_lda(X, k: int, *, alpha, beta, n_iter: int = 500, seed=0) -> dict:
     model = lda_package.LDA(k, n_iter=n_iter, alpha=float(alpha), eta=float(beta), random_state=seed)
     model.fit(as_corpus(X))
     return {"phi": model.topic_word_, "theta": model.doc_topic_, "model": model}
+
+
+# ------------------------------------------------------------------------------------------------ the comparison
+PEERS = {
+    "sklearn_batch": lambda X, k, a, b: sklearn_lda(X, k, alpha=a, beta=b, max_iter=50),
+    "sklearn_online": lambda X, k, a, b: sklearn_lda(X, k, alpha=a, beta=b, max_iter=10, learning_method="online"),
+    "lda_gibbs": lambda X, k, a, b: gibbs_lda(X, k, alpha=a, beta=b, n_iter=500),
+}
+PEER_ITERATIONS = {"sklearn_batch": 50, "sklearn_online": 10, "lda_gibbs": 500}
+_RUNS: dict = {}  # id(comparison) -> its topics, dropped with the comparison
+
+
+def _priors_of(example) -> tuple[int, float, float]:
+    kw = example.build_kwargs
+    k = int(kw.get("k", 3))
+    return k, kw.get("alpha", 1.0 / k), kw.get("beta", 0.01)
+
+
+def _topics(example, comparison) -> dict:
+    """Every estimator's and every peer's topics (phi), aligned to the truth or to the first estimate, with the
+    peers' iterations and seconds; the peers run once per comparison (on the same documents, k and priors, when the
+    priors are symmetric: the peers take one number each)."""
+    if id(comparison) in _RUNS:
+        return _RUNS[id(comparison)]
+    import time
+
+    X = as_corpus(example.data)
+    k, alpha, beta = _priors_of(example)
+    out = {name: {"phi": res.params["phi"], "n_iter": res.n_iter, "time_s": res.time_compile + res.time_run}
+           for name, res in comparison.results.items()}
+    if np.ndim(alpha) == 0 and np.ndim(beta) == 0:
+        reference = (comparison.truth or {}).get("phi")
+        if reference is None and out:
+            reference = next(iter(out.values()))["phi"]
+        for name, fit in PEERS.items():
+            t0 = time.perf_counter()
+            phi = fit(X, k, float(alpha), float(beta))["phi"]
+            seconds = time.perf_counter() - t0
+            if reference is not None:
+                phi = phi[match_topics(reference, phi)[0]]
+            out[name] = {"phi": phi, "n_iter": PEER_ITERATIONS[name], "time_s": seconds}
+    _RUNS[id(comparison)] = out
+    weakref.finalize(comparison, _RUNS.pop, id(comparison), None)
+    return out
+
+
+def metrics(example, comparison) -> dict:
+    """Per estimator and per peer: held-out perplexity by document completion on ``extra["held_out"]`` (the same
+    fold-in for every set of topics), the mean UMass coherence of the topics' 10 top words on the fitted corpus,
+    iterations and seconds."""
+    _, alpha, _ = _priors_of(example)
+    held = example.extra.get("held_out")
+    out = {}
+    for name, fit in _topics(example, comparison).items():
+        row = {}
+        if held is not None:
+            row["perplexity"] = document_completion(fit["phi"], held, alpha)
+        row["coherence"] = float(coherence_umass(fit["phi"], example.data).mean())
+        row["n_iter"] = fit["n_iter"]
+        row["time_s"] = fit["time_s"]
+        out[name] = row
+    return out
+
+
+def notes(example, comparison) -> list[str]:
+    """The top 10 words of every topic per estimator and peer (topics matched across them), and how to read the
+    metrics."""
+    vocab = example.extra.get("vocab") or [f"w{j}" for j in range(example.data.shape[1])]
+    held = example.extra.get("held_out")
+    lines = [f"perplexity: document completion on {held.shape[0]} documents kept out of the fit (each one's topic "
+             "mixture fitted on half its words, the other half scored; lower is better). coherence: mean UMass "
+             "over the topics' top 10 words (closer to 0 is better). Topics are matched to "
+             + ("the truth" if comparison.truth else "the first estimate")
+             + " (Hungarian matching on Hellinger distances); theta (documents x topics) is not tabulated."
+             if held is not None else "theta (documents x topics) is not tabulated."]
+    for name, fit in _topics(example, comparison).items():
+        words = top_words(fit["phi"], vocab, 10)
+        lines.append(f"top words, {name}: " + "; ".join(f"[{j}] {' '.join(w)}" for j, w in enumerate(words)))
+    return lines
+
+
+SPEC = ModelSpec(
+    name=NAME,
+    description="latent Dirichlet allocation, k topics (simulated: 3 topics over 30 words, 200 documents; or the "
+                "Reuters stories)",
+    build=build,
+    example=example,
+    simulate=lambda params, n, seed: simulate(params, SIMULATED["N"], seed),  # n documents: theta's n rows
+    data_kind="documents",
+    options=(Option("k", int, "number of topics (default 3; 10 on Reuters)"),
+             Option("alpha", float, "symmetric Dirichlet prior on each document's topic mixture (default 1/k)"),
+             Option("beta", float, "symmetric Dirichlet prior on each topic's words (default 0.01)"),
+             Option("example", str, "built-in example", choices=("simulated", "reuters"), applies="example")),
+    params=("phi",),
+    metrics=metrics,
+    metrics_title="topics (held-out perplexity, coherence; peers on the same documents and k):",
+    notes=notes,
+    not_default=NOT_DEFAULT,
+)

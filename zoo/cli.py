@@ -55,10 +55,11 @@ def _parser(specs) -> argparse.ArgumentParser:
     c.add_argument("--data", default=None, help="CSV or Parquet file with the observations (default: the built-in "
                                                 "example)")
     for name, (typ, text, choices) in _model_options(specs).items():
+        flag = f"--{name.replace('_', '-')}"
         if typ is bool:
-            c.add_argument(f"--{name}", action="store_true", default=None, help=text)
+            c.add_argument(flag, dest=name, action="store_true", default=None, help=text)
         else:
-            c.add_argument(f"--{name}", type=_TYPES.get(typ, str), default=None, help=text)
+            c.add_argument(flag, dest=name, type=_TYPES.get(typ, str), default=None, help=text)
     c.add_argument("--seed", type=int, default=0, help="seed of the estimators' randomness (default 0)")
     c.add_argument("--n-init", type=int, default=None, metavar="N",
                    help="starts for EM and the optimisers (mle, map, em, map_em); every start's final value is shown")
@@ -134,7 +135,7 @@ def _list(specs) -> int:
 
     for name, spec in specs.items():
         print(f"{name:18s} {spec.description}")
-        opts = [f"--{o}" for o in KIND_OPTIONS.get(spec.data_kind, ())] + [
+        opts = [f"--{o.replace('_', '-')}" for o in KIND_OPTIONS.get(spec.data_kind, ())] + [
             f"--{o.name}" + (f" {{{','.join(o.choices)}}}" if o.choices else "") for o in spec.options]
         print(f"{'':18s} options: {' '.join(opts) if opts else 'none'}")
         print(f"{'':18s} estimators: {','.join(DEFAULT_ESTIMATORS)}")
@@ -153,7 +154,8 @@ def _options_for(spec, given: dict, with_data: bool) -> dict:
     for name, value in given.items():
         if name not in kind and name not in own:
             where = "with --data" if with_data else "without --data"
-            raise UsageError(f"--{name}: the {spec.name} model takes no --{name} {where}")
+            flag = f"--{name.replace('_', '-')}"
+            raise UsageError(f"{flag}: the {spec.name} model takes no {flag} {where}")
         opt = own.get(name)
         if opt is not None and opt.choices and value not in opt.choices:
             raise UsageError(f"--{name}: expected one of {', '.join(opt.choices)}, got {value!r}")
@@ -178,12 +180,13 @@ def _plan(args, specs):
         raise UsageError("MODEL: a model is named twice")
     chosen = [registry.get(name) for name in args.models]
     check_output_paths(json_path=args.json, out_dir=args.out)
-    frame = read_table(args.data) if args.data is not None else None
+    tabular = args.data is not None and any(spec.data_kind != "documents" for spec in chosen)
+    frame = read_table(args.data) if tabular else None  # a corpus is read by its own reader
     given = {name: getattr(args, name) for name in _model_options(specs) if getattr(args, name, None) is not None}
     plans = []
     for spec in chosen:
-        opts = _options_for(spec, given, frame is not None)
-        if frame is not None:
+        opts = _options_for(spec, given, args.data is not None)
+        if args.data is not None:
             example = example_from_file(spec, args.data, frame=frame, **opts)
         else:
             example = spec.example(**opts)

@@ -22,12 +22,15 @@ KIND_OPTIONS = {
     "matrix": ("columns",),
     "incomplete": ("columns",),
     "design": ("target", "features"),
+    "documents": ("min_df", "max_df"),
 }
 OPTION_HELP = {
     "column": "the column holding the observations (default: the only numeric column)",
     "columns": "comma-separated columns (default: every numeric column)",
     "target": "the outcome column (two distinct values, mapped to 0/1 in sorted order)",
     "features": "comma-separated feature columns (default: every other numeric column)",
+    "min_df": "text files: drop words in fewer documents than this count (or proportion, with a point) (default 1)",
+    "max_df": "text files: drop words in more documents than this count (or proportion) (default 1.0: none)",
 }
 
 
@@ -173,9 +176,53 @@ def read_design(frame, target=None, features=None):
 READERS = {"vector": read_vector, "matrix": read_matrix, "incomplete": read_incomplete, "design": read_design}
 
 
+def _df(value, name, default):
+    if value is None:
+        return default
+    text = str(value).strip()
+    try:
+        return float(text) if "." in text else int(text)
+    except ValueError:
+        raise ValueError(f"--{name.replace('_', '-')}: expected a document count or a proportion, got {value!r}") \
+            from None
+
+
+def read_documents(path, min_df=None, max_df=None) -> Example:
+    """A corpus: a ``.csv`` file is a document-term matrix (the header the words), any other file text with one
+    document per line (CountVectorizer, English stop words). A fifth of the documents is kept out of the fit for
+    held-out perplexity (``extra["held_out"]``)."""
+    from models.lda import HELD_OUT, hold_out
+
+    from .documents import read_dtm_csv, read_text
+
+    if not os.path.isfile(path):
+        raise ValueError(f"--data: no such file: {path}")
+    try:
+        if path.endswith(".csv"):
+            if min_df is not None or max_df is not None:
+                raise ValueError("--min-df/--max-df: apply to text files only, not to a document-term CSV")
+            corpus = read_dtm_csv(path)
+        else:
+            corpus = read_text(path, min_df=_df(min_df, "min_df", 1), max_df=_df(max_df, "max_df", 1.0))
+        fitted, held = hold_out(corpus.X, HELD_OUT, 0)
+    except ValueError as exc:
+        message = str(exc).splitlines()[0]
+        for old, new in (("path:", "--data:"), ("min_df/max_df:", "--min-df/--max-df:"), ("min_df:", "--min-df:"),
+                         ("max_df:", "--max-df:"), ("fraction:", "--data:"), ("X:", "--data:")):
+            if message.startswith(old):
+                message = new + message[len(old):]
+                break
+        raise ValueError(message) from None
+    return Example(fitted, source=os.path.basename(path), extra={"vocab": corpus.vocab, "held_out": held})
+
+
 def example_from_file(spec, path, *, frame=None, **options) -> Example:
     """The data of ``path`` for model ``spec``: the data-kind options (``column``, ``columns``, ``target``,
     ``features``) pick the columns; the model's own options (``k``, ``standardize``) go to its ``build``."""
+    if spec.data_kind == "documents":
+        kind_opts = {k: options.pop(k) for k in KIND_OPTIONS["documents"] if k in options}
+        example = read_documents(path, **kind_opts)
+        return Example(example.data, build_kwargs=options, source=example.source, extra=example.extra)
     if spec.data_kind not in READERS:
         raise ValueError(f"--data: the {spec.name} model reads no data files")
     frame = read_table(path) if frame is None else frame

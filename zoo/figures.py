@@ -203,8 +203,23 @@ def _hmm_figures(example, model, comparison, folder) -> list[str]:
     return [_save(fig, folder, "states.png")]
 
 
+# ------------------------------------------------------------------------------------------------ lda
+def _lda_figures(example, model, comparison, folder) -> list[str]:
+    """The top 10 words of every topic, one row per estimator (topics already matched to the truth or to the first
+    estimate by the model's alignment), the truth first when the corpus was simulated."""
+    from .lda_figures import top_words_figure
+
+    topics = {"truth": example.truth["phi"]} if example.truth and "phi" in example.truth else {}
+    topics.update({name: res.params["phi"] for name, res in comparison.results.items()})
+    vocab = example.extra.get("vocab") or [f"w{j}" for j in range(example.data.shape[1])]
+    if not topics:
+        return []
+    return [_save(top_words_figure(topics, vocab, n_words=10), folder, "top_words.png")]
+
+
 MODEL_FIGURES = {
     "hmm": _hmm_figures,
+    "lda": _lda_figures,
     "gaussian_mixture": _mixture_figures,
     "logistic": _logistic_figures,
     "missing_data": _missing_data_figures,
