@@ -5,6 +5,7 @@ import pytest
 
 import inference
 from inference import registry
+from inference.compare import unavailable
 from inference.functions import functions_for
 
 SPECS = registry.models()
@@ -18,7 +19,7 @@ def comparison(model_name, case):
         spec = SPECS[model_name]
         ex = spec.example(**spec.test_cases[case])
         model = spec.build(*ex.args, **ex.build_kwargs)
-        skip = inference.hooks_for(model).skip
+        skip = unavailable(model)  # by design (the model's hooks) or by capability (no EM or VEM math), with reasons
         names = [e for e in inference.ESTIMATORS if e not in skip]
         _CACHE[key] = (ex, model, inference.compare(model, names, truth=ex.truth, seed=0, raise_errors=True), skip)
     return _CACHE[key]
@@ -53,13 +54,14 @@ def test_contract(model_name, case, estimator):
     assert res.time_compile >= 0 and res.time_run >= 0
     assert all(np.all(np.isfinite(res.sd[n])) and np.all(res.sd[n] >= 0) for n in free)
     assert all(np.all(res.sd[n] > 0) for n in free if n.startswith(("mu", "lam", "w", "alpha", "beta")))
-    if estimator in ("em", "map_em"):  # the observed information at EM's point, the optimiser's point
-        twin = comp.results["mle" if estimator == "em" else "map"]
+    twin = comp.results.get({"em": "mle", "map_em": "map"}.get(estimator))
+    if twin is not None:  # EM's errors: the observed information at EM's point, the optimiser's point
         for n in free:
             np.testing.assert_allclose(res.sd[n], twin.sd[n], rtol=1e-5, atol=1e-12 * np.max(twin.sd[n]))
-    # every estimator lands near the truth the data were drawn from (5 standard errors, the MLE's as yardstick)
-    mle = comp.results["mle"]
-    for name in shown:
+    # every estimator lands near the truth the data were drawn from (5 standard errors, the MLE's as yardstick;
+    # a model whose MLE is not in its list, the topic model, is held to its truth in its own tests, after matching)
+    mle = comp.results.get("mle")
+    for name in shown if mle is not None else []:
         err = np.abs(res.params[name] - ex.truth[name])
         assert np.all(err < 5 * mle.sd[name] + 1e-12), (name, res.params[name], ex.truth[name])
     # its ArviZ form holds the same numbers
@@ -67,7 +69,7 @@ def test_contract(model_name, case, estimator):
     for name in free:
         np.testing.assert_allclose(post[name].values.mean(axis=(0, 1)), res.params[name], rtol=1e-12)
     # and no estimator beats the MLE at its own game
-    assert res.loglik <= mle.loglik + 1e-8 * abs(mle.loglik)
+    assert mle is None or res.loglik <= mle.loglik + 1e-8 * abs(mle.loglik)
 
 
 @pytest.mark.parametrize("model_name, case", CASES, ids=[f"{m}-{c}" for m, c in CASES])
@@ -75,15 +77,18 @@ def test_table_and_tidy(model_name, case):
     ex, model, comp, skip = comparison(model_name, case)
     ran = [e for e in inference.ESTIMATORS if e not in skip]
     table = comp.table()
-    header = table.splitlines()[0].split()
-    assert header == (["truth"] if ex.truth else []) + ran  # every estimator that ran is a column, in order
+    if comp.public != []:  # an empty public list: the model shows metrics, not a parameter table
+        header = table.splitlines()[0].split()
+        assert header == (["truth"] if ex.truth else []) + ran  # every estimator that ran is a column, in order
     summary = comp.summary()
     assert list(summary.index) == ran and summary["converged"].all()
     tidy = comp.tidy()
-    assert list(dict.fromkeys(tidy["estimator"])) == ran
-    row = tidy[(tidy.estimator == "mle")].iloc[0]
-    mle = comp.results["mle"]
-    assert row["estimate"] == pytest.approx(float(np.ravel(mle.params[row["variable"]])[0]))
+    if comp.public != []:
+        assert list(dict.fromkeys(tidy["estimator"])) == ran
+        row = tidy[(tidy.estimator == ran[0])].iloc[0]
+        assert row["estimate"] == pytest.approx(float(np.ravel(comp.results[ran[0]].params[row["variable"]])[0]))
+    else:
+        assert tidy.empty
 
 
 def test_same_seed_same_numbers():
