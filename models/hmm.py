@@ -73,7 +73,9 @@ from ._common import (
     check_n,
     data_centred_priors,
     data_of,
+    dirichlet_map,
     dist_params,
+    halfnormal_scale_map,
     positive,
     simulate_from,
 )
