@@ -245,4 +245,5 @@ def dirichlet_map(nk, a):
     """argmax over the simplex of sum_k (nk + a_k - 1) log w_k: the MAP weights under a Dirichlet(a) prior."""
     nk = np.asarray(nk, dtype=float)
     a = np.broadcast_to(np.asarray(a, dtype=float), nk.shape)
-    return (nk + a - 1.0) / (nk.sum() + a.sum() - nk.size)
+    extra = a - 1.0  # added as one term: nk + a - 1 would round a tiny nk away when a = 1
+    return (nk + extra) / (nk.sum() + extra.sum())

@@ -73,7 +73,6 @@ from ._common import (
     check_n,
     data_centred_priors,
     data_of,
-    dirichlet_map,
     dist_params,
     halfnormal_scale_map,
     positive,
@@ -597,8 +596,10 @@ def em_math(model: pm.Model, *, prior: bool) -> EMMath:
             P_now, _ = _chain(p, k, initial)
             extra_P = a_P - 1.0 if prior else 0.0
             if initial == "free":
-                new["P"] = np.stack([dirichlet_map(c, a_P[i] if prior else 1.0) for i, c in enumerate(counts)])
-                new["pi0"] = dirichlet_map(w, a_0 if prior else 1.0)
+                rows = counts + extra_P
+                new["P"] = rows / rows.sum(axis=1, keepdims=True)
+                w0 = w + (a_0 - 1.0 if prior else 0.0)
+                new["pi0"] = w0 / w0.sum()
             else:
                 new["P"] = _stationary_P_step(P_now, counts + extra_P, w)
         bad = [name for name, v in new.items() if not np.all(np.isfinite(v))
