@@ -248,14 +248,25 @@ def _sufficient(model, prior: bool, em_options: dict):
 
 def reference_model(spec, data, columns=None, chunk_rows: int = DEFAULT_CHUNK_ROWS, **options):
     """``spec.build`` on the first chunk of ``data``: the model that supplies the priors, the start and the shift
-    (the first chunk's column means) of EM over all chunks. Returns (model, source)."""
+    (the first chunk's column means) of EM over all chunks. Returns (model, source).
+
+    The first chunk is checked as every chunk will be: a missing value (NaN) is refused, naming the row and the
+    file, unless the model's data kind allows missing entries."""
     source = open_source(data, columns, chunk_rows)
+    if spec.data_kind not in ("vector", "matrix", "incomplete"):
+        raise ValueError(f"model: the {spec.name} model reads no rows of numbers, so it cannot run over chunks")
+    if spec.data_kind == "vector" and len(source.columns) != 1:
+        raise ValueError(f"columns: the {spec.name} model reads one column; the data have {len(source.columns)} "
+                         f"({', '.join(source.columns)})")
     first = next(iter(source))
-    rows = first.rows[:, 0] if first.rows.shape[1] == 1 and spec.data_kind == "vector" else first.rows
+    rows = first.rows
+    if spec.data_kind != "incomplete":
+        bad = ~np.isfinite(rows).all(axis=1)
+        if bad.any():
+            raise ValueError(f"data: row {first.start + int(np.flatnonzero(bad)[0])} of {first.source} has a missing "
+                             f"or infinite value (NaN or inf), which the {spec.name} model does not allow")
     kwargs = {"columns": list(source.columns)} if spec.data_kind == "incomplete" else {}
-    if spec.data_kind == "matrix" and rows.ndim == 2 and rows.shape[1] == 1:
-        rows = rows[:, 0]
-    return spec.build(rows, **kwargs, **options), source
+    return spec.build(rows[:, 0] if rows.shape[1] == 1 else rows, **kwargs, **options), source
 
 
 def _prepared(suff, chunk: Chunk):

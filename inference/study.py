@@ -517,8 +517,9 @@ def dask_client(scheduler, n_workers: int = 1, *, processes: bool = True):
 
     cluster = None
     if scheduler == "local":
-        cluster = LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=processes, host="127.0.0.1",
-                               dashboard_address=None, silence_logs=logging.ERROR)
+        where = {"host": "127.0.0.1"} if processes else {}  # threads talk in-process, binding no port at all
+        cluster = LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=processes,
+                               dashboard_address=None, silence_logs=logging.ERROR, **where)
         client = Client(cluster)
     else:
         try:
