@@ -15,7 +15,40 @@ import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-__all__ = ["EMMath", "Example", "ModelHooks", "ModelSpec", "Option", "VEMMath", "attach", "hooks_for"]
+__all__ = ["EMMath", "Example", "ModelHooks", "ModelSpec", "Option", "SufficientEM", "VEMMath", "attach",
+           "hooks_for"]
+
+
+@dataclass(frozen=True)
+class SufficientEM:
+    """EM of a model whose complete-data likelihood is an exponential family: the E-step is a sum over rows.
+
+    For such a model the E-step needs the data only through the expected sufficient statistics
+    s(theta) = sum_i E[t(x_i, z_i) | x_i, theta], a sum over rows, and the M-step is a function of s alone. The sum
+    can be taken chunk by chunk, in any grouping of the rows: that is what makes EM run beyond memory (exact EM
+    over chunks), over the workers of a cluster, online (Cappe & Moulines 2009, JRSS B 71:593, who average s with
+    decreasing steps) and incrementally (Neal & Hinton 1998, who replace one chunk's share of s at a time).
+
+    prepare(rows) -> chunk : validates raw rows (as read from a file: an (n, columns) float array) and computes what
+        every E-step on them reuses (features, distinct values, missingness patterns). ValueError naming ``X``.
+    chunk_stats(params, chunk) -> dict of arrays : the expected sufficient statistics summed over the chunk's rows,
+        with ``"n"`` (the rows that count) and ``"loglik"`` (their observed-data log-likelihood at ``params``). Every
+        entry adds over chunks. Must not hold the ``pm.Model`` (it is sent to cluster workers).
+    from_stats(stats, params) -> params : the M-step (the MAP M-step when built with priors) from summed
+        statistics; ``params`` is the current value, needed by ECM blocks (the means given the covariance).
+    expected_loglik(stats, params) -> float : the expected complete-data log-likelihood Q(theta) = <eta(theta), s>
+        - n A(theta), up to terms free of ``params``; linear in the statistics. Incremental EM evaluates Neal and
+        Hinton's free energy with it.
+    allows_missing : whether a row may hold NaN (a missing entry the model integrates out).
+
+    A model's in-memory EM is the one-chunk case: ``step(p) = from_stats(chunk_stats(p, prepare(X)), p)``.
+    """
+
+    prepare: Callable
+    chunk_stats: Callable
+    from_stats: Callable
+    expected_loglik: Callable
+    allows_missing: bool = False
 
 
 @dataclass(frozen=True)
@@ -36,6 +69,8 @@ class EMMath:
     scale : the size of the terms summed into the objective (the sum of their absolute values, or a bound on it),
         used to tell round-off from a real drop; a number, or a function of the parameters evaluated only when the
         objective seems to drop. None: the objective itself.
+    sufficient : the same E- and M-step as a :class:`SufficientEM` (chunk statistics and the map from statistics
+        to parameters), for the models whose E-step is a sum over rows; ``step`` is then its one-chunk case.
     """
 
     init: Callable
@@ -48,6 +83,7 @@ class EMMath:
     order: Callable | None = None
     exact: bool = True
     scale: float | Callable | None = None
+    sufficient: SufficientEM | None = None
 
     def objective(self, params) -> float:
         value = self.loglik(params)

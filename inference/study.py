@@ -498,13 +498,19 @@ def _processes(tasks, n_jobs):
         raise
 
 
-def _dask(tasks, n_jobs, scheduler):
-    from distributed import Client, LocalCluster, as_completed
+@contextlib.contextmanager
+def dask_client(scheduler, n_workers: int = 1, *, processes: bool = True):
+    """A ``distributed.Client``: on a new LocalCluster of ``n_workers`` single-threaded workers bound to loopback
+    (``scheduler="local"``; ``processes=False`` runs them as threads of this process), or joined to the scheduler
+    at an address (ValueError naming ``scheduler`` when it cannot be reached within ``CONNECT_TIMEOUT`` seconds).
+    Closed, with the cluster it started, on exit."""
+    from distributed import Client, LocalCluster
 
     cluster = None
     if scheduler == "local":
-        cluster = LocalCluster(n_workers=n_jobs, threads_per_worker=1, processes=True, host="127.0.0.1",
-                               dashboard_address=None, silence_logs=logging.ERROR)
+        where = {"host": "127.0.0.1"} if processes else {}  # threads talk in-process, binding no port at all
+        cluster = LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=processes,
+                               dashboard_address=None, silence_logs=logging.ERROR, **where)
         client = Client(cluster)
     else:
         try:
@@ -513,14 +519,21 @@ def _dask(tasks, n_jobs, scheduler):
             raise ValueError(f"scheduler: cannot reach the Dask scheduler at {scheduler} within "
                              f"{CONNECT_TIMEOUT:g} s ({_first_line(exc)})") from None
     try:
-        futures = client.map(run_batch, tasks, pure=False)
-        by_key = {f.key: t for f, t in zip(futures, tasks)}
-        for fut in as_completed(futures):
-            yield by_key[fut.key], fut.result()
+        yield client
     finally:
         client.close()
         if cluster is not None:
             cluster.close()
+
+
+def _dask(tasks, n_jobs, scheduler):
+    from distributed import as_completed
+
+    with dask_client(scheduler, n_jobs) as client:
+        futures = client.map(run_batch, tasks, pure=False)
+        by_key = {f.key: t for f, t in zip(futures, tasks)}
+        for fut in as_completed(futures):
+            yield by_key[fut.key], fut.result()
 
 
 def study(model, estimators=None, n=(20, 100, 1000), reps: int = 1000, truth: dict | None = None, seed: int = 0,

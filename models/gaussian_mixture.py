@@ -46,7 +46,7 @@ import pymc as pm
 import pytensor.tensor as pt
 from scipy import stats
 
-from inference.base import EMMath, ModelHooks, ModelSpec, Option, attach, hooks_for
+from inference.base import EMMath, ModelHooks, ModelSpec, Option, SufficientEM, attach, hooks_for
 from inference.checks import check
 
 from ._common import (
@@ -183,8 +183,8 @@ def build(X, k: int = 2, *, covariance_type: str = "full", w_prior: float = 2.0,
     options = {"k": k, "dims": D, "covariance_type": covariance_type if D > 1 else "full", "w_prior": a,
                "mu_prior": (m0.tolist(), s0.tolist()), "sigma_prior": tau.tolist(), "lkj_eta": eta}
     public = ["w", "mu", "sigma"] if D == 1 else ["w", "mu", "cov"]
-    def math(prior, reg_covar: float = 0.0):
-        return em_math(model, prior=prior, reg_covar=reg_covar)
+    def math(prior, reg_covar: float = 0.0, shift=None):
+        return em_math(model, prior=prior, reg_covar=reg_covar, shift=shift)
 
     _GIVEN_PRIORS[model] = (mu_prior, sigma_prior)
     return attach(model, ModelHooks(NAME, options, em_math=math, init=lambda rng: _model_init(model, rng),
@@ -309,15 +309,7 @@ def log_responsibilities(log_prob):
 
 def sufficient_statistics(FT, resp, D):
     """N_k, sum_i r_ik x_i and sum_i r_ik x_i x_i' from one product r F (resp is K x N)."""
-    S = resp @ FT.T
-    K = S.shape[0]
-    iu = np.triu_indices(D)
-    nk = S[:, -1]
-    sx = S[:, iu[0].size: iu[0].size + D]
-    sxx = np.zeros((K, D, D))
-    sxx[:, iu[0], iu[1]] = S[:, : iu[0].size]
-    sxx[:, iu[1], iu[0]] = S[:, : iu[0].size]
-    return nk, sx, sxx
+    return _unpack_stats(resp @ FT.T, D)
 
 
 def kmeans_plus_plus(X, k, rng) -> np.ndarray:
@@ -353,9 +345,9 @@ def init_from_centres(X, centres, reg_covar, covariance_type="full") -> dict:
     return {"w": w / w.sum(), "mu": mu, "cov": cov}
 
 
-def _m_step(F, resp, D, reg_covar, covariance_type, ref=0.0):
-    nk, sx, sxx = sufficient_statistics(F, resp, D)
-    if np.any(nk < 10 * np.finfo(float).eps * resp.shape[1]):
+def _m_step(nk, sx, sxx, n, D, reg_covar, covariance_type, ref=0.0):
+    """The maximum-likelihood parameters (in the centred coordinates of ``sx``, ``sxx``) from the statistics."""
+    if np.any(nk < 10 * np.finfo(float).eps * n):
         j = int(np.argmin(nk))
         raise FloatingPointError(f"EM: component {j} lost all its points (empty component); "
                                  "use fewer components or a different start")
@@ -366,6 +358,42 @@ def _m_step(F, resp, D, reg_covar, covariance_type, ref=0.0):
     cov += reg_covar * np.eye(D)[None]
     _check_collapse(cov, ref)
     return {"w": nk / nk.sum(), "mu": mu, "cov": cov}
+
+
+def _unpack_stats(S, D):
+    """N_k, sum_i r_ik x_i and sum_i r_ik x_i x_i' from the statistics matrix r F (K x len F)."""
+    K = S.shape[0]
+    iu = np.triu_indices(D)
+    nk = S[:, -1]
+    sx = S[:, iu[0].size: iu[0].size + D]
+    sxx = np.zeros((K, D, D))
+    sxx[:, iu[0], iu[1]] = S[:, : iu[0].size]
+    sxx[:, iu[1], iu[0]] = S[:, : iu[0].size]
+    return nk, sx, sxx
+
+
+def _prepare(X, shift):
+    """Raw rows (n, D) -> their quadratic features in coordinates centred at ``shift``."""
+    X = np.asarray(X, dtype=float)
+    X = X[:, None] if X.ndim == 1 else X
+    if X.ndim != 2 or X.shape[1] != shift.size:
+        raise ValueError(f"X: expected rows of {shift.size} values, got shape {X.shape}")
+    return quadratic_features(X - shift)
+
+
+def _e_step(p, FT, shift):
+    """(row log-likelihoods (N,), responsibilities (K, N)) at the public parameters ``p``."""
+    q = _internal(p, shift.size)
+    return log_responsibilities(estimate_log_prob(FT, q["w"], q["mu"] - shift, q["cov"]))
+
+
+def _stats(FT, lse, resp) -> dict:
+    """The chunk's statistics: r F (K x len F: N_k, sum r x, sum r x x' in one product), rows, log-likelihood."""
+    return {"S": resp @ FT.T, "n": float(FT.shape[1]), "loglik": float(lse.sum())}
+
+
+def _chunk_stats(p, FT, shift):
+    return _stats(FT, *_e_step(p, FT, shift))
 
 
 def _check_collapse(cov, ref: float = 0.0, max_condition: float = 1e12):
@@ -454,32 +482,45 @@ def _to_model(p, D, diag) -> dict:
     return out
 
 
-def em_math(model: pm.Model, *, prior: bool, reg_covar: float = 0.0) -> EMMath:
+def em_math(model: pm.Model, *, prior: bool, reg_covar: float = 0.0, shift=None) -> EMMath:
     """EM steps for the model's data and, with ``prior``, its Dirichlet / Normal / scale / LKJ priors.
 
     ``reg_covar`` adds a ridge to every covariance in the M-step (as scikit-learn does, default there 1e-6). The
     default 0 keeps each step an exact maximisation, so EM converges to the MLE itself and its monotonicity is
     guarded; with a ridge the steps are approximate and EM stops short of the MLE by about the ridge.
+
+    ``shift`` (length D, default the column means of the model's data) is the point the data are centred at before
+    the features are formed, so that S_k = sum r x x' / N_k - mu_k mu_k' does not cancel digits away. Any fixed
+    point near the data serves; EM over chunks (:mod:`inference.chunked`) must fix it before the first pass, and
+    the same shift gives the same iterates in memory and over chunks.
+
+    The step is the one-chunk case of :class:`~inference.base.SufficientEM` (``sufficient``): the statistics
+    r F of all rows, then the M-step from them.
     """
+    import functools
+
     check(reg_covar, "reg_covar", "non-negative number")
     X, K, D, diag = _layout(model)
-    shift = X.mean(axis=0)
-    F = quadratic_features(X - shift)
+    if shift is None:
+        shift = X.mean(axis=0)
+    shift = np.asarray(shift, dtype=float).reshape(-1)
+    if shift.size != D or not np.all(np.isfinite(shift)):
+        raise ValueError(f"shift: expected {D} finite numbers, got {shift!r}")
+    F = _prepare(X, shift)
     ref = float(np.mean(np.var(X, axis=0)))  # the data's own variance: the scale a collapse is measured against
     ctype = "diag" if diag else "full"
     cache = {}
 
-    def e_step(p):
+    def evaluate(p):
         key = id(p)
         if key not in cache:
-            q = _internal(p, D)
-            lse, resp = log_responsibilities(estimate_log_prob(F, q["w"], q["mu"] - shift, q["cov"]))
+            lse, resp = _e_step(p, F, shift)
             cache.clear()
-            cache[key] = (p, float(lse.sum()), resp)
+            cache[key] = (p, _stats(F, lse, resp), resp)
         return cache[key]
 
     def loglik(p):
-        return e_step(p)[1]
+        return evaluate(p)[1]["loglik"]
 
     if prior:
         a = dist_params(model, "w", "dirichlet")[0]
@@ -497,13 +538,12 @@ def em_math(model: pm.Model, *, prior: bool, reg_covar: float = 0.0) -> EMMath:
             else:
                 chol_prior = [chol_prior_fn(model, f"chol_{j}", D) for j in range(K)]
 
-    def step(p):
-        _, _, resp = e_step(p)
+    def from_stats(totals, p):
+        nk, sx, sxx = _unpack_stats(totals["S"], D)  # in centred coordinates
         if not prior:
-            new = _m_step(F, resp, D, reg_covar, ctype, ref)
+            new = _m_step(nk, sx, sxx, totals["n"], D, reg_covar, ctype, ref)
             new["mu"] = new["mu"] + shift
             return _public(new, D)
-        nk, sx, sxx = sufficient_statistics(F, resp, D)  # in centred coordinates
         w = dirichlet_map(nk, a)
         q = _internal(p, D)
         mu, cov = np.empty((K, D)), np.empty((K, D, D))
@@ -520,6 +560,14 @@ def em_math(model: pm.Model, *, prior: bool, reg_covar: float = 0.0) -> EMMath:
         cov += reg_covar * np.eye(D)[None]
         _check_collapse(cov, ref)
         return _public({"w": w, "mu": mu, "cov": cov}, D)
+
+    def expected_loglik(totals, p):
+        # sum_i r_ik (log w_k + log N(x_i | mu_k, S_k)) = C_k . (sum_i r_ik F_i): linear in the statistics
+        q = _internal(p, D)
+        return float(np.sum(_coefficients(q["w"], q["mu"] - shift, q["cov"]) * totals["S"]))
+
+    def step(p):
+        return from_stats(evaluate(p)[1], p)
 
     def log_prior(p):
         q = _internal(p, D)
@@ -542,7 +590,7 @@ def em_math(model: pm.Model, *, prior: bool, reg_covar: float = 0.0) -> EMMath:
         return _order(_public(q, D))
 
     def extras(p):
-        return {"responsibilities": e_step(p)[2].T}
+        return {"responsibilities": evaluate(p)[2].T}
 
     def scale(p):
         # round-off of the E-step's product C F is a few ulps of |C| |F| (per point, the largest over components)
@@ -550,10 +598,13 @@ def em_math(model: pm.Model, *, prior: bool, reg_covar: float = 0.0) -> EMMath:
         C = _coefficients(q["w"], q["mu"] - shift, q["cov"])
         return float((np.abs(C) @ np.abs(F)).max(axis=0).sum())
 
+    sufficient = SufficientEM(prepare=functools.partial(_prepare, shift=shift),
+                              chunk_stats=functools.partial(_chunk_stats, shift=shift),
+                              from_stats=from_stats, expected_loglik=expected_loglik)
     return EMMath(init=lambda rng: _public_from_model(_model_init(model, rng), D), step=step, loglik=loglik,
                   log_prior=log_prior if prior else None, check_init=check_init,
                   to_model=lambda p: _to_model(p, D, diag), extras=extras, order=_order, exact=reg_covar == 0,
-                  scale=scale)
+                  scale=scale, sufficient=sufficient)
 
 
 def _public_from_model(m, D) -> dict:

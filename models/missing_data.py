@@ -55,7 +55,7 @@ import numpy as np
 import pymc as pm
 from scipy import stats
 
-from inference.base import EMMath, ModelHooks, ModelSpec, Option, attach, hooks_for
+from inference.base import EMMath, ModelHooks, ModelSpec, Option, SufficientEM, attach, hooks_for
 
 from ._common import (
     Example,
@@ -187,8 +187,8 @@ def build(X, *, columns=None, mu_prior=None, sigma_prior=None, lkj_eta: float = 
             pm.MvNormal(f"obs_{g}", mu[idx], cov[np.ix_(idx, idx)], observed=data, shape=data.shape)
     options = {"columns": names, "mu_prior": (m0.tolist(), s0.tolist()), "sigma_prior": tau.tolist(),
                "lkj_eta": eta}
-    def math(prior, conditional_covariance: bool = True):
-        return em_math(model, prior=prior, conditional_covariance=conditional_covariance)
+    def math(prior, conditional_covariance: bool = True, shift=None):
+        return em_math(model, prior=prior, conditional_covariance=conditional_covariance, shift=shift)
 
     return attach(model, ModelHooks(NAME, options, em_math=math, init=lambda rng: _to_model(_init(X, rng), D),
                                     public=["mu", "cov"], mle_check=lambda: mle_check(X),
@@ -276,12 +276,12 @@ def _to_model(p, D) -> dict:
     return {"mu": np.asarray(p["mu"], dtype=float), "chol": pack(np.linalg.cholesky(p["cov"]))}
 
 
-def _conditional_fill(X, mu, cov):
+def _conditional_fill(X, mu, cov, groups=None):
     """Conditional means of the missing entries and the sum of the conditional covariances, pattern by pattern."""
     n, D = X.shape
     filled = X.copy()
     extra = np.zeros((D, D))
-    for obs, rows in patterns(X):
+    for obs, rows in (groups if groups is not None else patterns(X)):
         mis = ~obs
         if not mis.any():
             continue
@@ -323,7 +323,35 @@ def data_from_model(model: pm.Model) -> np.ndarray:
     return X
 
 
-def em_math(model: pm.Model, *, prior: bool, conditional_covariance: bool = True) -> EMMath:
+def _prepare(X, shift):
+    """Raw rows (NaN where missing) -> (rows centred at ``shift``, their missingness patterns); rows with nothing
+    observed carry no information and are left out."""
+    X = np.asarray(X, dtype=float)
+    X = X[:, None] if X.ndim == 1 else X
+    if X.ndim != 2 or X.shape[1] != shift.size:
+        raise ValueError(f"X: expected rows of {shift.size} values, got shape {X.shape}")
+    if np.isinf(X).any():
+        raise ValueError(f"X: row {int(np.argwhere(np.isinf(X))[0, 0])} has an infinite value; missing entries "
+                         "must be NaN")
+    X = X[~np.isnan(X).all(axis=1)] - shift
+    return X, patterns(X)
+
+
+def _chunk_stats(p, chunk, shift, conditional_covariance=True):
+    """n, sum of the completed rows and sum of their expected outer products (the conditional covariance added
+    pattern by pattern), in centred coordinates, and the chunk's log-likelihood (the EM's objective)."""
+    Xc, groups = chunk
+    mu_c = np.asarray(p["mu"], dtype=float) - shift
+    cov = np.asarray(p["cov"], dtype=float)
+    filled, extra = _conditional_fill(Xc, mu_c, cov, groups)
+    ll = observed_loglik(Xc, mu_c, cov, groups)
+    if not conditional_covariance:
+        extra = np.zeros_like(extra)
+        ll += _conditional_log_det(groups, cov)
+    return {"sx": filled.sum(axis=0), "sxx": filled.T @ filled + extra, "n": float(Xc.shape[0]), "loglik": ll}
+
+
+def em_math(model: pm.Model, *, prior: bool, conditional_covariance: bool = True, shift=None) -> EMMath:
     """EM steps, reading the data and the priors from ``model``.
 
     With ``conditional_covariance=False`` the E-step fills each gap with its conditional mean and adds nothing to
@@ -331,12 +359,20 @@ def em_math(model: pm.Model, *, prior: bool, conditional_covariance: bool = True
     missing entries, whose maximum is the joint MAP (with ``prior``) of the imputing form. Its objective, reported
     as the log-likelihood of this EM, is the observed-data log-likelihood plus, per row, the conditional density of
     the missing entries at their conditional mean, -1/2 log |2 pi C|.
+
+    ``shift`` (length D, default the observed column means) is the point the rows are centred at, fixed before the
+    first pass so that EM over chunks (:mod:`inference.chunked`) gives the in-memory iterates. The step is the
+    one-chunk case of :class:`~inference.base.SufficientEM`: the statistics n, sum x, sum E[x x'] of all rows, then
+    the M-step from them.
     """
+    import functools
+
     X = data_from_model(model)
-    n, D = X.shape
-    groups = patterns(X)
-    shift = np.nanmean(X, axis=0)
-    Xc = X - shift
+    D = X.shape[1]
+    shift = np.nanmean(X, axis=0) if shift is None else np.asarray(shift, dtype=float).reshape(-1)
+    if shift.size != D or not np.all(np.isfinite(shift)):
+        raise ValueError(f"shift: expected {D} finite numbers, got {shift!r}")
+    data = _prepare(X, shift)
     hooks = hooks_for(model)
     names = hooks.options.get("columns") if hooks is not None else None
     names = list(names) if names is not None and len(names) == D else [f"x{j}" for j in range(D)]
@@ -346,35 +382,46 @@ def em_math(model: pm.Model, *, prior: bool, conditional_covariance: bool = True
             tau = float(np.ravel(dist_params(model, "sigma", "halfnormal")[1])[0])
         else:
             chol_prior = chol_prior_fn(model, "chol", D)
+    chunk_stats = functools.partial(_chunk_stats, shift=shift, conditional_covariance=conditional_covariance)
+    cache = {}
+
+    def evaluate(p):
+        key = id(p)
+        if key not in cache:
+            cache.clear()
+            cache[key] = (p, chunk_stats(p, data))
+        return cache[key][1]
 
     def loglik(p):
-        mu, cov = np.asarray(p["mu"], dtype=float), np.asarray(p["cov"], dtype=float)
-        value = observed_loglik(X, mu, cov, groups)
-        if not conditional_covariance:
-            value += _conditional_log_det(groups, cov)
-        return value
+        return evaluate(p)["loglik"]
 
-    def step(p):
-        mu_c = np.asarray(p["mu"], dtype=float) - shift
+    def from_stats(totals, p):
+        m, sx, sxx = totals["n"], totals["sx"], totals["sxx"]
         cov = np.asarray(p["cov"], dtype=float)
-        filled, extra = _conditional_fill(Xc, mu_c, cov)
-        if not conditional_covariance:
-            extra = np.zeros_like(extra)
-        sx = filled.sum(axis=0)
-        sxx = filled.T @ filled + extra
         if not prior:
-            mu_new = sx / n
-            cov_new = sxx / n - np.outer(mu_new, mu_new)
+            mu_new = sx / m
+            cov_new = sxx / m - np.outer(mu_new, mu_new)
         else:
-            mu_new = normal_mean_map(np.linalg.inv(cov), n, sx, m0 - shift, s0)
-            ss = sxx - np.outer(mu_new, sx) - np.outer(sx, mu_new) + n * np.outer(mu_new, mu_new)
+            mu_new = normal_mean_map(np.linalg.inv(cov), m, sx, m0 - shift, s0)
+            ss = sxx - np.outer(mu_new, sx) - np.outer(sx, mu_new) + m * np.outer(mu_new, mu_new)
             if D == 1:
-                cov_new = np.array([[halfnormal_scale_map(ss[0, 0], n, tau)]])
+                cov_new = np.array([[halfnormal_scale_map(ss[0, 0], m, tau)]])
             else:
-                cov_new = lkj_m_step(chol_prior, cov, n, ss, D)
+                cov_new = lkj_m_step(chol_prior, cov, m, ss, D)
         cov_new = 0.5 * (cov_new + cov_new.T)
         _check_regular(cov_new, names)
         return {"mu": mu_new + shift, "cov": cov_new}
+
+    def expected_loglik(totals, p):
+        # -n/2 log|2 pi S| - tr(S^-1 (sum E[x x'] - m sx' - sx m' + n m m'))/2, centred coordinates
+        m = np.asarray(p["mu"], dtype=float) - shift
+        cov = np.asarray(p["cov"], dtype=float)
+        ss = totals["sxx"] - np.outer(m, totals["sx"]) - np.outer(totals["sx"], m) + totals["n"] * np.outer(m, m)
+        return float(-0.5 * totals["n"] * (np.linalg.slogdet(2 * np.pi * cov)[1])
+                     - 0.5 * np.sum(np.linalg.inv(cov) * ss))
+
+    def step(p):
+        return from_stats(evaluate(p), p)
 
     def log_prior(p):
         lp = float(np.sum(stats.norm.logpdf(p["mu"], m0, s0)))
@@ -398,8 +445,10 @@ def em_math(model: pm.Model, *, prior: bool, conditional_covariance: bool = True
         filled, _ = _conditional_fill(X, np.asarray(p["mu"], dtype=float), np.asarray(p["cov"], dtype=float))
         return {"imputed": filled}
 
+    sufficient = SufficientEM(prepare=functools.partial(_prepare, shift=shift), chunk_stats=chunk_stats,
+                              from_stats=from_stats, expected_loglik=expected_loglik, allows_missing=True)
     return EMMath(init=lambda rng: _init(X, rng), step=step, loglik=loglik, log_prior=log_prior if prior else None,
-                  check_init=check_init, to_model=lambda p: _to_model(p, D), extras=extras)
+                  check_init=check_init, to_model=lambda p: _to_model(p, D), extras=extras, sufficient=sufficient)
 
 
 def _check_regular(cov, names, max_condition: float = 1e12) -> None:

@@ -30,7 +30,7 @@ import pymc as pm
 from scipy import stats
 from scipy.special import gammaln, logsumexp
 
-from inference.base import EMMath, ModelHooks, ModelSpec, Option, attach
+from inference.base import EMMath, ModelHooks, ModelSpec, Option, SufficientEM, attach
 
 from ._common import (
     Example,
@@ -137,34 +137,61 @@ def init(y, k: int, rng) -> dict:
     return {"w": np.full(k, 1.0 / k), "lam": lam}
 
 
+def _prepare(y):
+    """Raw counts -> (distinct values, their counts, log of their factorials): the data's sufficient statistics."""
+    y = as_vector(np.ravel(np.asarray(y, dtype=float)), "X", integer=True, nonnegative=True)
+    values, counts = np.unique(y, return_counts=True)
+    return values, counts.astype(float), gammaln(values + 1.0)
+
+
+def _log_joint(p, values, log_fact, k):
+    """(distinct values, k): log w_j + log Poisson(v | lam_j)."""
+    lam = np.asarray(p["lam"], dtype=float)
+    logw = np.log(np.asarray(p["w"], dtype=float)) if k >= 2 else np.zeros(1)
+    return logw[None, :] + values[:, None] * np.log(lam)[None, :] - lam[None, :] - log_fact[:, None]
+
+
+def _chunk_stats(p, chunk, k):
+    """N_j = sum_i r_ij, S_j = sum_i r_ij y_i, the rows and their log-likelihood, over the distinct values."""
+    values, counts, log_fact = chunk
+    lj = _log_joint(p, values, log_fact, k)
+    lse = logsumexp(lj, axis=1)
+    r = np.exp(lj - lse[:, None]) * counts[:, None]
+    return {"nk": r.sum(axis=0), "sk": values @ r, "n": counts.sum(), "loglik": float(counts @ lse)}
+
+
 def em_math(model: pm.Model, *, prior: bool) -> EMMath:
-    """The EM steps, reading the data and the priors from ``model``."""
+    """The EM steps, reading the data and the priors from ``model``; the step is the one-chunk case of
+    :class:`~inference.base.SufficientEM` (statistics N_j, S_j of all counts, then the M-step from them)."""
+    import functools
+
     y = data_of(model, "y_data")
     k = int(model["lam"].type.shape[0])
-    values, counts = np.unique(y, return_counts=True)
-    n = counts.sum()
-    log_fact = gammaln(values + 1.0)
+    data = _prepare(y)
+    values = data[0]
     if prior:
         alpha, scale = dist_params(model, "lam", "gamma")
         alpha, beta = float(np.ravel(alpha)[0]), float(1.0 / np.ravel(scale)[0])
         a = dist_params(model, "w", "dirichlet")[0] if k >= 2 else None
+    chunk_stats = functools.partial(_chunk_stats, k=k)
+    cache = {}
 
-    def log_joint(p):  # (distinct values, k): log w_j + log Poisson(v | lam_j)
-        lam = np.asarray(p["lam"], dtype=float)
-        logw = np.log(np.asarray(p["w"], dtype=float)) if k >= 2 else np.zeros(1)
-        return logw[None, :] + values[:, None] * np.log(lam)[None, :] - lam[None, :] - log_fact[:, None]
+    def evaluate(p):
+        key = id(p)
+        if key not in cache:
+            cache.clear()
+            cache[key] = (p, chunk_stats(p, data))
+        return cache[key][1]
 
     def loglik(p):
-        return float(counts @ logsumexp(log_joint(p), axis=1))
+        return evaluate(p)["loglik"]
 
     def responsibilities(p):
-        lj = log_joint(p)
+        lj = _log_joint(p, values, data[2], k)
         return np.exp(lj - logsumexp(lj, axis=1, keepdims=True))
 
-    def step(p):
-        r = responsibilities(p) * counts[:, None]
-        nk = r.sum(axis=0)
-        sk = values @ r
+    def from_stats(totals, p):
+        nk, sk = totals["nk"], totals["sk"]
         if prior:
             lam = (sk + alpha - 1.0) / (nk + beta)
             w = dirichlet_map(nk, a) if k >= 2 else None
@@ -172,11 +199,19 @@ def em_math(model: pm.Model, *, prior: bool) -> EMMath:
             if np.any(nk <= 0):
                 raise FloatingPointError("EM: a component lost all its responsibility (empty component)")
             lam = sk / nk
-            w = nk / n
+            w = nk / totals["n"]
         if np.any(lam <= 0) or (w is not None and np.any(w <= 0)):
             raise FloatingPointError("EM: the M-step left the support (a rate or weight reached zero); "
                                      "use priors (MAP-EM) or fewer components")
         return {"lam": lam} if k == 1 else {"w": w, "lam": lam}
+
+    def expected_loglik(totals, p):  # sum_j N_j log w_j + S_j log lam_j - N_j lam_j (log y! is free of p)
+        lam = np.asarray(p["lam"], dtype=float)
+        logw = np.log(np.asarray(p["w"], dtype=float)) if k >= 2 else np.zeros(1)
+        return float(totals["nk"] @ (logw - lam) + totals["sk"] @ np.log(lam))
+
+    def step(p):
+        return from_stats(evaluate(p), p)
 
     def log_prior(p):
         lp = float(np.sum(stats.gamma.logpdf(p["lam"], alpha, scale=1.0 / beta)))
@@ -208,11 +243,14 @@ def em_math(model: pm.Model, *, prior: bool) -> EMMath:
 
     def scale(p):  # the size of the terms summed into the log-likelihood (they cancel for large counts)
         lam = np.asarray(p["lam"], dtype=float)
+        _, counts, log_fact = data
         return float(counts @ (values * np.max(np.abs(np.log(lam))) + lam.max() + log_fact))
 
+    sufficient = SufficientEM(prepare=_prepare, chunk_stats=chunk_stats, from_stats=from_stats,
+                              expected_loglik=expected_loglik)
     return EMMath(init=lambda rng: init(y, k, rng), step=step, loglik=loglik,
                   log_prior=log_prior if prior else None, check_init=check_init, extras=extras, order=order,
-                  scale=scale)
+                  scale=scale, sufficient=sufficient)
 
 
 def density(params: dict, grid: np.ndarray) -> np.ndarray:

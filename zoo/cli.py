@@ -77,9 +77,11 @@ def _parser(specs) -> argparse.ArgumentParser:
     g.add_argument("--seed", type=int, default=0, help="seed of the k-means++ start (default 0)")
     g.add_argument("--max-iter", type=int, default=200, help="EM iterations at most (default 200)")
     g.add_argument("--out", default="runs/segment", metavar="DIR", help="folder for segmented.png")
+    from .fit import add_parser as add_fit_parser
     from .study_report import add_parser as add_study_parser
 
     add_study_parser(sub, specs)
+    add_fit_parser(sub)
     return p
 
 
@@ -121,6 +123,10 @@ def _main(argv) -> int:
         return _segment(args)
     if args.command == "impute":
         return _impute(args)
+    if args.command == "fit":
+        from .fit import run as run_fit
+
+        return run_fit(args)
     if args.command == "study":
         from .study_report import run as run_study
 
