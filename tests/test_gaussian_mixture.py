@@ -263,7 +263,7 @@ def test_segmentation_recovers_colour_blocks(tmp_path, capsys):
 
 @pytest.mark.parametrize("argv, message", [
     (["segment", "--image", "nonexistent.png"], "--image: no such file"),
-    (["segment", "--k", "0"], "--k: expected a positive number of components"),
+    (["segment", "--k", "0"], "--k: expected a number of segments from 1 to 64"),
     (["segment", "--image", "{bad}"], "--image: cannot read"),
 ])
 def test_segment_bad_input(tmp_path, capsys, argv, message):
