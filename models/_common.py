@@ -49,6 +49,19 @@ def as_vector(values, name: str, *, integer: bool = False, nonnegative: bool = F
     return arr
 
 
+def once_per_params(fn):
+    """``fn(params)`` evaluated once per parameter dict: EM asks for the E-step's by-products at the same
+    parameters twice, once for the log-likelihood after a step and once for the next step. Keeps the last only."""
+    last = []
+
+    def cached(p):
+        if not last or last[0] is not p:
+            last[:] = [p, fn(p)]
+        return last[1]
+
+    return cached
+
+
 def check_n(n) -> int:
     """A sample size for a simulator: a positive integer, or a ValueError naming ``n``."""
     return int(check(n, "n", "positive integer"))

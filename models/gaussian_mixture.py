@@ -61,6 +61,7 @@ from ._common import (
     halfnormal_scale_map,
     lkj_m_step,
     normal_mean_map,
+    once_per_params,
     pack,
     positive,
     simulate_from,
@@ -509,15 +510,11 @@ def em_math(model: pm.Model, *, prior: bool, reg_covar: float = 0.0, shift=None)
     F = _prepare(X, shift)
     ref = float(np.mean(np.var(X, axis=0)))  # the data's own variance: the scale a collapse is measured against
     ctype = "diag" if diag else "full"
-    cache = {}
+    def e_step(p):
+        lse, resp = _e_step(p, F, shift)
+        return p, _stats(F, lse, resp), resp
 
-    def evaluate(p):
-        key = id(p)
-        if key not in cache:
-            lse, resp = _e_step(p, F, shift)
-            cache.clear()
-            cache[key] = (p, _stats(F, lse, resp), resp)
-        return cache[key]
+    evaluate = once_per_params(e_step)
 
     def loglik(p):
         return evaluate(p)[1]["loglik"]

@@ -40,6 +40,7 @@ from ._common import (
     data_of,
     dirichlet_map,
     dist_params,
+    once_per_params,
     positive,
     simulate_from,
 )
@@ -174,14 +175,7 @@ def em_math(model: pm.Model, *, prior: bool) -> EMMath:
         alpha, beta = float(np.ravel(alpha)[0]), float(1.0 / np.ravel(scale)[0])
         a = dist_params(model, "w", "dirichlet")[0] if k >= 2 else None
     chunk_stats = functools.partial(_chunk_stats, k=k)
-    cache = {}
-
-    def evaluate(p):
-        key = id(p)
-        if key not in cache:
-            cache.clear()
-            cache[key] = (p, chunk_stats(p, data))
-        return cache[key][1]
+    evaluate = once_per_params(lambda p: chunk_stats(p, data))
 
     def loglik(p):
         return evaluate(p)["loglik"]
