@@ -9,7 +9,6 @@ import pytensor.tensor as pt
 from pymc.pytensorf import compile as compile_pymc
 from pymc.pytensorf import reseed_rngs
 from pytensor.graph.replace import graph_replace
-from pytensor.tensor.random.type import RandomGeneratorType
 from scipy import optimize
 
 from inference.base import Example
@@ -135,9 +134,9 @@ def simulate_from(model, params: dict, observed: str, seed, *, key=None) -> np.n
     sampler = _SAMPLERS.get(cache_key) if cache_key is not None else None
     if sampler is None:
         fixed = pm.do(model() if callable(model) else model, values)
-        fn = compile_pymc(inputs=[], outputs=fixed[observed], random_seed=seed)
-        rngs = [v for v in fn.maker.fgraph.inputs if isinstance(v.type, RandomGeneratorType)]
-        sampler = (fn, rngs)
+        # the RNGs in the order compile reseeds them, so a reseeded draw repeats pm.draw's numbers exactly
+        fn, updates = compile_pymc(inputs=[], outputs=fixed[observed], random_seed=seed, return_updates=True)
+        sampler = (fn, list(updates))
         if cache_key is not None:
             if len(_SAMPLERS) >= _SAMPLERS_KEPT:
                 _SAMPLERS.pop(next(iter(_SAMPLERS)))

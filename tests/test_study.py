@@ -148,6 +148,14 @@ def test_simulation_reuses_its_compiled_draw_with_the_same_numbers():
 
     fixed = pm.do(normal.build(np.arange(25.0)), {"mu": np.array(1.0), "sigma": np.array(3.0)})
     np.testing.assert_array_equal(a, pm.draw(fixed["y"], random_seed=9))
+    # a mixture draws from two generators: reseeded in pm.draw's order, the numbers are still pm.draw's
+    from models import poisson
+
+    truth = {"w": np.array([0.4, 0.6]), "lam": np.array([2.0, 9.0])}
+    first, _, again = (poisson.simulate(truth, 40, s) for s in (3, 4, 3))
+    np.testing.assert_array_equal(first, again)
+    model = pm.do(poisson.build(np.arange(40) % 3, k=2, _initval=False), truth)
+    np.testing.assert_array_equal(first, pm.draw(model["y"], random_seed=3))
 
 
 # ------------------------------------------------------------------------------------------------ same numbers
