@@ -80,7 +80,12 @@ EXAMPLE_N_3D = 600
 EXAMPLE_SEED = 42
 COVARIANCE_TYPES = ("full", "diag")
 # NUTS on a multivariate mixture is slow and label-switching-prone; it runs on request (--estimators) only.
-SKIP_MULTIVARIATE = {"nuts": "slow and prone to label switching on multivariate mixtures; ask for it explicitly"}
+SKIP_MULTIVARIATE = {
+    "nuts": "slow and prone to label switching on multivariate mixtures; ask for it explicitly",
+    "fullrank_advi": "its dense Gaussian over every mean and Cholesky entry of every component stops visibly short "
+                     "of the posterior on multivariate mixtures (component covariances off by several standard "
+                     "errors on the trivariate example); ask for it explicitly",
+}
 
 __all__ = [
     "SPEC",
@@ -673,7 +678,7 @@ SPEC = ModelSpec(
     params=("w", "mu", "sigma", "cov"),
     min_n=_min_n,
     density=lambda params, grid: density(params, grid),
-    not_default={"nuts": "on data with two or more columns: " + SKIP_MULTIVARIATE["nuts"]},
+    not_default={name: "on data with two or more columns: " + why for name, why in SKIP_MULTIVARIATE.items()},
     test_cases={"classic": {}, "trivariate": {"example": "trivariate"}},
     swap_data=lambda model, data: swap_data(model, data),
 )
