@@ -106,7 +106,7 @@ def swap_data(model: pm.Model, y):
     y = as_vector(y, "y", integer=True, nonnegative=True)
     lam = model["lam"]
     k = check_k(int(lam.type.shape[0]), np.unique(y).size)
-    if model["y_data"].dtype != _container(y).dtype:
+    if str(model["y_data"].dtype).startswith("int") != (_container(y).dtype.kind == "i"):
         return None  # counts beyond 32 bits need the float container: rebuild
     with model:
         pm.set_data({"y_data": _container(y)})
