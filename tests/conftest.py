@@ -16,18 +16,46 @@ def _quiet_future_warnings():
         yield
 
 
-# Under pytest-xdist (``make test`` runs ``-n auto --dist loadgroup``) a group runs in one worker, so tests that share
-# module-level fixtures and caches are never split: a group is a file, except in the files whose tests are
-# independent per model (the contract test, the small studies) or per notebook, where the group is that parameter.
-_SPLIT = {"test_generic": ("model_name",), "test_study": ("name",), "test_notebooks": ("path",)}
+# Under pytest-xdist ``make test`` runs ``-n auto --dist loadscope --no-loadscope-reorder`` with the scheduler below:
+# a group of tests runs in one worker, so tests that share module-level fixtures and caches are never split and
+# nothing is computed twice. A group is a file, except in the files whose parametrized tests are independent per
+# model (the contract test, the small studies) or per notebook, where the group is the first part of the test's id
+# (the model's or the notebook's name). (xdist's own ``loadgroup`` renames node ids, which pytest 9 no longer lets
+# it do, so the groups are derived from the ids here.)
+_SPLIT = ("test_generic", "test_study", "test_notebooks")
+
+# Seconds each of the slowest groups took on the 2-core reference machine with an empty compile cache. The groups
+# are handed out slowest first, so the long ones do not start last and leave one worker idle.
+_SECONDS = {
+    "test_study-missing_data": 400, "test_generic-missing_data": 250, "test_generic-gaussian_mixture": 240,
+    "test_generic-hmm": 200, "test_notebooks-08_simulation_study": 160, "test_study-hmm": 130, "test_hmm": 120,
+    "test_notebooks-06_segmentation": 75, "test_notebooks-05_missing_data": 65,
+}
+
+
+def group_of(nodeid: str) -> str:
+    """The scheduling group of a test: its file's name, or for the files in ``_SPLIT`` and a parametrized test,
+    the file's name and the first part of the test's id (``test_generic-hmm`` for
+    ``tests/test_generic.py::test_contract[hmm-earthquakes-mle]``)."""
+    path, _, name = nodeid.partition("::")
+    group = os.path.splitext(os.path.basename(path))[0]
+    if group in _SPLIT and name.endswith("]") and "[" in name:
+        group += "-" + name[name.index("[") + 1:-1].split("-")[0]
+    return group
 
 
 def pytest_collection_modifyitems(config, items):
-    for item in items:
-        group = item.path.stem
-        params = getattr(getattr(item, "callspec", None), "params", {})
-        for key in _SPLIT.get(group, ()):
-            if key in params:
-                value = params[key]
-                group += "-" + str(getattr(value, "stem", value))
-        item.add_marker(pytest.mark.xdist_group(group))
+    # slowest groups first (a stable sort: the rest keep the order of collection)
+    items.sort(key=lambda item: -_SECONDS.get(group_of(item.nodeid), 0))
+
+
+def pytest_xdist_make_scheduler(config, log):
+    if config.getvalue("dist") != "loadscope":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class GroupScheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return group_of(nodeid)
+
+    return GroupScheduling(config, log)
