@@ -203,6 +203,7 @@ def test_same_raw_table_whatever_runs_it(tmp_path):
     ({"scheduler": "nowhere"}, "scheduler: expected None, 'local' or a Dask scheduler address"),
     ({"n_jobs": 0}, "n_jobs: expected a positive integer"),
     ({"estimators": ["mle", "bogus"]}, "estimators: unknown estimator 'bogus'"),
+    ({"backend": "fast"}, "backend: expected one of 'auto', 'python', 'compiled' or None, got 'fast'"),
 ])
 def test_bad_arguments_are_refused_naming_them(kwargs, message):
     with pytest.raises(ValueError, match=message):
