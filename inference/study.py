@@ -491,13 +491,24 @@ class _Progress:
         self.stream.flush()
 
 
+class _Signal:
+    signum = None
+
+
+@contextlib.contextmanager
 def _sigterm_interrupts():
     """SIGTERM raises KeyboardInterrupt in the main thread, so a terminated study stops its workers and keeps every
-    finished batch, as Ctrl-C does."""
+    finished batch, as Ctrl-C does. The signal is also remembered: code that swallows the interruption (PyMC's
+    sampler ends early on it, and an exception raised inside Numba's compiler callbacks is printed and dropped) only
+    delays the stop to the end of the batch under way."""
+    received = _Signal()
+
     def handler(signum, frame):
+        received.signum = signum
         raise KeyboardInterrupt(f"signal {signum}")
 
-    return on_sigterm(handler)
+    with on_sigterm(handler):
+        yield received
 
 
 def _serial(tasks):
@@ -644,7 +655,7 @@ def study(model, estimators=None, n=(20, 100, 1000), reps: int = 1000, truth: di
     total, finished = reps * len(sizes), len(done)
     bar = _Progress(total, finished) if progress else None
     try:
-        with _sigterm_interrupts():
+        with _sigterm_interrupts() as received:
             if bar is not None:
                 bar.update(finished)
             runner = (_serial(tasks) if not remote else _processes(tasks, n_jobs) if scheduler is None
@@ -658,6 +669,8 @@ def study(model, estimators=None, n=(20, 100, 1000), reps: int = 1000, truth: di
                     bar.update(finished)
                 if callback is not None:
                     callback(finished, total)
+                if received.signum is not None:
+                    raise KeyboardInterrupt(f"signal {received.signum}")
     finally:
         if bar is not None:
             bar.close()
