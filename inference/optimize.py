@@ -62,14 +62,15 @@ def _optimise(model, kind, method, *, start, n_init, seed, max_iter, gtol) -> Re
     compile_before = fns.compile_seconds
     vg = fns.value_and_grad(kind)  # compiled (and its first call made) once per model and objective
     compile_seconds = fns.compile_seconds - compile_before
+    hess = _Hessians(fns.hessian(kind))  # the optimiser's Hessian at its final point serves the standard errors
     t0 = time.perf_counter()
-    res, trace, runs = minimise(fns, kind, starts, max_iter=max_iter, gtol=gtol)
+    res, trace, runs = minimise(fns, kind, starts, max_iter=max_iter, gtol=gtol, hess=hess)
     t_run = time.perf_counter() - t0
     theta = res.x
     before = fns.compile_seconds
     t0 = time.perf_counter()
     params = fns.constrained(theta)
-    sd = laplace_sd(fns, theta, kind, method)
+    sd = laplace_sd(fns, theta, kind, method, hess=hess)
     loglik = float(fns.value("loglik")(theta))
     gnorm = float(np.max(np.abs(vg(theta)[1]))) if theta.size else 0.0
     compile_seconds += fns.compile_seconds - before
@@ -85,13 +86,30 @@ def _optimise(model, kind, method, *, start, n_init, seed, max_iter, gtol) -> Re
                     time_compile=compile_seconds, time_run=t_run, info=info)
 
 
-def minimise(fns, kind: str, starts, *, max_iter: int = 1000, gtol: float = 1e-9):
+class _Hessians:
+    """``fns.hessian(kind)`` remembering its answers within one fit, keyed by the exact point: the optimiser has
+    computed the Hessian at its final point, which the standard errors need again."""
+
+    def __init__(self, hess):
+        self.hess, self.seen = hess, {}
+
+    def __call__(self, theta):
+        theta = np.asarray(theta, dtype=float)
+        key = theta.tobytes()
+        H = self.seen.get(key)
+        if H is None:
+            H = self.seen[key] = np.asarray(self.hess(theta), dtype=float)
+        return H.copy()
+
+
+def minimise(fns, kind: str, starts, *, max_iter: int = 1000, gtol: float = 1e-9, hess=None):
     """Maximise the objective ``kind`` from every start with scipy's trust-exact (exact gradient and Hessian).
 
-    Returns the best scipy result, its objective trace (start included) and every start's scipy result.
+    ``hess``: the Hessian function to use (default ``fns.hessian(kind)``). Returns the best scipy result, its
+    objective trace (start included) and every start's scipy result.
     """
     vg = fns.value_and_grad(kind)
-    hess = fns.hessian(kind)
+    hess = fns.hessian(kind) if hess is None else hess
     runs = []
     for theta0 in starts:
         trace = []
@@ -116,9 +134,10 @@ def minimise(fns, kind: str, starts, *, max_iter: int = 1000, gtol: float = 1e-9
     return res, trace, [r for r, _ in runs]
 
 
-def unconstrained_cov(fns, theta, kind: str, method: str):
-    """(-H)^-1 of the objective ``kind`` at ``theta``, or None (with a warning) when -H is not positive definite."""
-    H = -np.asarray(fns.hessian(kind)(theta), dtype=float)
+def unconstrained_cov(fns, theta, kind: str, method: str, hess=None):
+    """(-H)^-1 of the objective ``kind`` at ``theta``, or None (with a warning) when -H is not positive definite.
+    ``hess``: the Hessian function to use (default ``fns.hessian(kind)``)."""
+    H = -np.asarray((fns.hessian(kind) if hess is None else hess)(theta), dtype=float)
     if not np.all(np.isfinite(H)):
         warnings.warn(f"{method}: the Hessian is not finite at the optimum; standard errors are NaN",
                       RuntimeWarning, stacklevel=3)
@@ -134,15 +153,16 @@ def unconstrained_cov(fns, theta, kind: str, method: str):
     return Linv.T @ Linv
 
 
-def laplace_sd(fns, theta, kind: str, method: str) -> dict:
+def laplace_sd(fns, theta, kind: str, method: str, hess=None) -> dict:
     """Standard errors of the constrained parameters from the Hessian of ``kind`` at ``theta``.
 
     cov(theta) = (-H)^-1 in the unconstrained space, then J cov J^T for the constrained parameters (delta method).
-    A Hessian that is not negative definite gives NaN standard errors and a warning.
+    A Hessian that is not negative definite gives NaN standard errors and a warning. ``hess``: the Hessian
+    function to use (default ``fns.hessian(kind)``).
     """
     names = fns.param_names
     params = fns.constrained(theta)
-    cov_u = unconstrained_cov(fns, theta, kind, method)
+    cov_u = unconstrained_cov(fns, theta, kind, method, hess)
     if cov_u is None:
         return {n: np.full(np.shape(params[n]), np.nan) for n in names}
     J = fns.constrained_jacobian(theta)

@@ -28,7 +28,11 @@ whose sd is the observed information's); the 2.5 % and 97.5 % quantiles of the d
 NUTS. Replicates that did not converge are kept in the measures (that is the answer the method gave) and counted.
 
 Speed: one model is built and compiled per sample size and worker; each replicate swaps its data in
-(``spec.swap_data``) when the model has that hook, and the simulator reuses its compiled draw. Replicate r at sample
+(``spec.swap_data``) when the model has that hook, and the simulator reuses its compiled draw. From
+``COMPILED_FROM_REPS`` replicates on, in models that swap their data, the functions of the optimisers and of the
+standard errors run on PyTensor's compiled backend (``inference.functions``): about a second of compiling per model
+from PyTensor's cache (tens of seconds on an empty one), repaid by calls 10 to 50 times faster; smaller studies run
+them as a single comparison does. Replicate r at sample
 size n draws from ``np.random.SeedSequence([seed, n, r])`` whatever the number of workers, the scheduler, or how
 often the study was interrupted, so the raw table (all but its ``seconds``) is always the same.
 """
@@ -54,10 +58,12 @@ from . import registry
 from .base import hooks_for
 from .checks import check
 from .compare import ESTIMATORS, default_estimators, parse_estimators, run_estimator
+from .functions import BACKENDS, functions_for
 from .result import flat_labels
 from .signals import on_sigterm
 
-__all__ = ["COLUMNS", "INTERVALS", "MEASURES", "Z95", "Study", "performance", "run_batch", "study"]
+__all__ = ["COLUMNS", "COMPILED_FROM_REPS", "INTERVALS", "MEASURES", "Z95", "Study", "performance", "run_batch",
+           "study"]
 
 Z95 = float(stats.norm.ppf(0.975))
 # the interval each estimator gives; an estimator not named here: quantiles when it has draws, else Wald
@@ -67,6 +73,7 @@ COLUMNS = ["replicate", "n", "estimator", "parameter", "estimate", "sd", "lower"
            "seconds", "interval"]
 MEASURES = ["bias", "empse", "modse", "relerr_modse", "mse", "rmse", "coverage"]
 CONNECT_TIMEOUT = 5.0
+COMPILED_FROM_REPS = 200  # replicates per sample size from which the default backend is "compiled"
 MANIFEST = "manifest.json"
 _MODELS: dict = {}  # per process: (id(spec), build options, n) -> (spec, model)
 _MODELS_KEPT = 8
@@ -115,7 +122,8 @@ def run_batch(task: dict) -> list[dict]:
     """Run every estimator on the replicates of one batch; the rows of the raw table (see :data:`COLUMNS`).
 
     ``task`` holds ``model`` (a registered name or a spec), ``build_kwargs``, ``truth``, ``n``, ``replicates``,
-    ``estimators``, ``estimator_options`` and ``seed``. Runs in whichever process the scheduler chose.
+    ``estimators``, ``estimator_options``, ``seed`` and optionally ``backend`` (of ``inference.functions``).
+    Runs in whichever process the scheduler chose.
     """
     logging.getLogger("pymc").setLevel(logging.ERROR)
     spec = registry.get(task["model"])
@@ -132,6 +140,8 @@ def run_batch(task: dict) -> list[dict]:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 model = _model_for(spec, task["build_kwargs"], n, args)
+            with contextlib.suppress(ValueError):  # a model without continuous parameters has no such functions
+                functions_for(model, task.get("backend", "auto"))
             setup_error = ""
         except Exception as exc:  # noqa: BLE001 - the data cannot make a model (too few distinct values, ...): every fit fails
             model, setup_error = None, _first_line(exc)
@@ -351,6 +361,19 @@ def _check_truth(spec, model, truth, default: dict) -> dict:
     return out
 
 
+def _swaps_data(spec, model, example) -> bool:
+    """Whether the replicates reuse one model per size, their data swapped in: only then are its functions compiled
+    once and called many times (a model built anew for every replicate would compile anew every time)."""
+    if spec.swap_data is None:
+        return False
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return spec.swap_data(model, example.data) is not None
+    except Exception:  # noqa: BLE001 - a hook that cannot take its own example: build anew, as the replicates will
+        return False
+
+
 def _min_n(spec, options) -> int:
     return int(spec.min_n(options)) if spec.min_n is not None else 1
 
@@ -468,13 +491,24 @@ class _Progress:
         self.stream.flush()
 
 
+class _Signal:
+    signum = None
+
+
+@contextlib.contextmanager
 def _sigterm_interrupts():
     """SIGTERM raises KeyboardInterrupt in the main thread, so a terminated study stops its workers and keeps every
-    finished batch, as Ctrl-C does."""
+    finished batch, as Ctrl-C does. The signal is also remembered: code that swallows the interruption (PyMC's
+    sampler ends early on it, and an exception raised inside Numba's compiler callbacks is printed and dropped) only
+    delays the stop to the end of the batch under way."""
+    received = _Signal()
+
     def handler(signum, frame):
+        received.signum = signum
         raise KeyboardInterrupt(f"signal {signum}")
 
-    return on_sigterm(handler)
+    with on_sigterm(handler):
+        yield received
 
 
 def _serial(tasks):
@@ -539,7 +573,8 @@ def _dask(tasks, n_jobs, scheduler):
 
 def study(model, estimators=None, n=(20, 100, 1000), reps: int = 1000, truth: dict | None = None, seed: int = 0,
           *, n_jobs: int = 1, scheduler=None, folder=None, progress: bool = False, options: dict | None = None,
-          estimator_options: dict | None = None, batch_size: int | None = None, callback=None) -> Study:
+          estimator_options: dict | None = None, batch_size: int | None = None, callback=None,
+          backend: str | None = None) -> Study:
     """Run every estimator on ``reps`` data sets of each size in ``n`` drawn at ``truth``; see the module docstring.
 
     Parameters
@@ -563,6 +598,11 @@ def study(model, estimators=None, n=(20, 100, 1000), reps: int = 1000, truth: di
     estimator_options : estimator name -> extra keyword arguments (``{"nuts": {"draws": 500}}``).
     batch_size : replicates per batch (the unit of work and of saving); default about reps / (8 n_jobs), 1 to 50.
     callback : ``callback(done, total)`` after every finished batch (raise KeyboardInterrupt in it to stop).
+    backend : how the optimisers' and the standard errors' functions run (``inference.functions``): ``"compiled"``,
+        ``"python"`` or ``"auto"`` (a single comparison's choice). Default: ``"compiled"`` from
+        ``COMPILED_FROM_REPS`` replicates on when the model swaps its data (``spec.swap_data``), so each worker
+        compiles once per sample size; else ``"auto"``. The backends agree to round-off, not bit for bit, so the
+        backend is one of the study's arguments (a folder made with another is refused).
 
     Only registered models can run in other processes (``n_jobs > 1`` or a scheduler): workers find them by name.
     """
@@ -574,6 +614,8 @@ def study(model, estimators=None, n=(20, 100, 1000), reps: int = 1000, truth: di
     scheduler = _check_scheduler(scheduler, n_jobs)
     if batch_size is not None:
         check(batch_size, "batch_size", "positive integer")
+    if backend is not None and backend not in BACKENDS:
+        raise ValueError(f"backend: expected one of {', '.join(map(repr, BACKENDS))} or None, got {backend!r}")
     model_options = {o.name for o in spec.options}
     example = spec.example(**{k: v for k, v in options.items() if k in model_options})
     build_kwargs = {**example.build_kwargs, **{k: v for k, v in options.items() if k not in model_options}}
@@ -590,19 +632,22 @@ def study(model, estimators=None, n=(20, 100, 1000), reps: int = 1000, truth: di
         raise ValueError(f"truth: the {spec.name} example has no truth; give one")
     truth = _check_truth(spec, example_model, example.truth if truth is None else truth,
                          example.truth if example.truth is not None else truth)
+    if backend is None:
+        backend = "compiled" if reps >= COMPILED_FROM_REPS and _swaps_data(spec, example_model, example) else "auto"
     remote = n_jobs > 1 or scheduler is not None
     if remote and registry.models().get(spec.name) is not spec:
         raise ValueError(f"model: {spec.name!r} is not a registered model, so other processes cannot find it; "
                          "register it through the entry-point group, or use n_jobs=1 without a scheduler")
     manifest = _plain({"format": 1, "model": spec.name, "options": options, "truth": truth, "n": sizes,
-                       "reps": reps, "seed": seed, "estimators": names, "estimator_options": estimator_options})
+                       "reps": reps, "seed": seed, "estimators": names, "estimator_options": estimator_options,
+                       "backend": backend})
     manifest = json.loads(json.dumps(manifest))
     store = _Folder(os.fspath(folder), manifest) if folder is not None else None
     frames = [store.load()] if store is not None else []
     done = set() if store is None else set(zip(frames[0]["n"].astype(int), frames[0]["replicate"].astype(int)))
     size = batch_size or max(1, min(50, math.ceil(reps / (8 * n_jobs))))
     base = {"model": spec.name if remote else spec, "build_kwargs": build_kwargs, "truth": _plain(truth),
-            "estimators": names, "estimator_options": estimator_options, "seed": seed}
+            "estimators": names, "estimator_options": estimator_options, "seed": seed, "backend": backend}
     tasks = []
     for s in sizes:
         todo = [r for r in range(reps) if (s, r) not in done]
@@ -610,7 +655,7 @@ def study(model, estimators=None, n=(20, 100, 1000), reps: int = 1000, truth: di
     total, finished = reps * len(sizes), len(done)
     bar = _Progress(total, finished) if progress else None
     try:
-        with _sigterm_interrupts():
+        with _sigterm_interrupts() as received:
             if bar is not None:
                 bar.update(finished)
             runner = (_serial(tasks) if not remote else _processes(tasks, n_jobs) if scheduler is None
@@ -624,6 +669,8 @@ def study(model, estimators=None, n=(20, 100, 1000), reps: int = 1000, truth: di
                     bar.update(finished)
                 if callback is not None:
                     callback(finished, total)
+                if received.signum is not None:
+                    raise KeyboardInterrupt(f"signal {received.signum}")
     finally:
         if bar is not None:
             bar.close()

@@ -86,3 +86,37 @@ def test_singular_hessian_gives_nan_and_a_warning():
     with pytest.warns(RuntimeWarning, match="not negative definite"):
         res = mle(model)
     assert np.isnan(res.sd["a"]) and np.isnan(res.sd["b"])
+
+
+def test_compiled_backend_agrees_with_the_python_one_and_follows_swapped_data():
+    from inference import mle
+
+    y = normal.example().data
+    model = normal.build(y)
+    fns = functions_for(model)
+    assert fns.backend == "python"  # a model of two parameters runs without compiling by default
+    theta = fns.initial_theta + np.array([0.3, -0.2])
+    want = fns.value_and_grad("loglik")(theta), fns.hessian("loglik")(theta), fns.constrained_jacobian(theta)
+    fit = mle(model)
+    assert functions_for(model, "compiled") is fns and fns.backend == "compiled"
+    got = fns.value_and_grad("loglik")(theta), fns.hessian("loglik")(theta), fns.constrained_jacobian(theta)
+    np.testing.assert_allclose(got[0][0], want[0][0], rtol=1e-13)
+    for a, b in [(got[0][1], want[0][1]), (got[1], want[1]), (got[2], want[2])]:
+        np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12)
+    fast = mle(model)
+    for name in ("mu", "sigma"):
+        assert fast.params[name] == pytest.approx(fit.params[name], rel=1e-10)
+        assert fast.sd[name] == pytest.approx(fit.sd[name], rel=1e-7)
+    # the data are read at every call: a swapped-in data set is the one fitted, without compiling again
+    compiled = dict(fns._compiled)
+    y2 = y[: y.size // 2] * 1.5
+    normal.swap_data(model, y2)
+    again = mle(model)
+    assert fns._compiled.keys() == compiled.keys() and all(fns._compiled[k] is compiled[k] for k in compiled)
+    cf = normal.closed_form_mle(y2)
+    assert again.params["mu"] == pytest.approx(cf["mu"], rel=1e-10)
+    assert again.params["sigma"] == pytest.approx(cf["sigma"], rel=1e-10)
+    with pytest.raises(ValueError, match="^theta: expected a vector of 2 values"):
+        fns.value_and_grad("loglik")(np.zeros(3))
+    with pytest.raises(ValueError, match="^backend: expected one of"):
+        functions_for(model, "fast")
