@@ -1,4 +1,5 @@
-"""Generic estimators over one ``pm.Model``: MLE, MAP with Laplace errors, EM, ADVI, full-rank ADVI, NUTS.
+"""Generic estimators over one ``pm.Model``: MLE, MAP with Laplace errors, EM, ADVI, full-rank ADVI, NUTS, the
+Laplace approximation and Pathfinder; diagnostics of approximations and of prior sensitivity.
 
 Nothing here knows a model by name: models describe themselves through :mod:`inference.base` and are found through
 :mod:`inference.registry`.
@@ -7,9 +8,13 @@ Nothing here knows a model by name: models describe themselves through :mod:`inf
 from .base import EMMath, Example, ModelHooks, ModelSpec, Option, attach, hooks_for
 from .compare import ESTIMATORS, Comparison, compare, default_estimators, run_estimator
 from .em import ConvergenceMonitor, EMDecreaseError, em, run_em
+from .laplace import laplace
 from .mcmc import nuts
 from .optimize import map_estimate, mle
+from .pathfinder import pathfinder
+from .quality import approximation_quality, khat_threshold, psis, verdicts
 from .result import ConvergenceWarning, Result
+from .sensitivity import default_sweep, posterior_tree, power_scaling, prior_sweep
 from .vi import advi, fullrank_advi
 
 __all__ = [
@@ -25,15 +30,25 @@ __all__ = [
     "Option",
     "Result",
     "advi",
+    "approximation_quality",
     "attach",
     "compare",
     "default_estimators",
+    "default_sweep",
     "em",
     "fullrank_advi",
     "hooks_for",
+    "khat_threshold",
+    "laplace",
     "map_estimate",
     "mle",
     "nuts",
+    "pathfinder",
+    "posterior_tree",
+    "power_scaling",
+    "prior_sweep",
+    "psis",
     "run_em",
     "run_estimator",
+    "verdicts",
 ]

@@ -11,8 +11,10 @@ import pandas as pd
 
 from .base import hooks_for
 from .em import em
+from .laplace import laplace
 from .mcmc import nuts
 from .optimize import map_estimate, mle
+from .pathfinder import pathfinder
 from .result import Result, flat_labels
 from .starts import as_generator
 from .vi import advi, fullrank_advi
@@ -28,6 +30,8 @@ ESTIMATORS = {
     "advi": advi,
     "fullrank_advi": fullrank_advi,
     "nuts": nuts,
+    "laplace": laplace,
+    "pathfinder": pathfinder,
 }
 DEFAULT_ESTIMATORS = tuple(ESTIMATORS)
 _PROGRESS = {"em", "map_em", "advi", "fullrank_advi", "nuts"}
@@ -66,6 +70,7 @@ class Comparison:
     truth: dict | None = None
     order: list = field(default_factory=list)
     public: list | None = None
+    diagnostics: dict = field(default_factory=dict)  # filled by the application: approximation quality, sensitivity
 
     def _shown(self, res):
         names = self.public if self.public else list(res.params)
