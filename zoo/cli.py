@@ -62,6 +62,8 @@ def _parser(specs) -> argparse.ArgumentParser:
     c.add_argument("--out", default=None, metavar="DIR", help="write figures, index.html (and the JSON if --json is "
                                                               "not given)")
     c.add_argument("--quiet", action="store_true", help="no progress bars or per-start lines")
+    c.add_argument("--sensitivity", action="store_true",
+                   help="add power-scaling prior sensitivity and a sweep over one prior hyperparameter")
     m = sub.add_parser("impute", help="fill the missing entries of a CSV file with EM's conditional means")
     m.add_argument("file", metavar="FILE.csv")
     m.add_argument("--out", required=True, metavar="FILLED.csv", help="where to write the completed table")
@@ -182,6 +184,7 @@ def _compare(args, specs) -> int:
     estimators, plans = _plan(args, specs)
     from inference.compare import compare
 
+    from .diagnostics import diagnose, lines
     from .report import run_record, write_outputs
 
     runs = []
@@ -202,6 +205,9 @@ def _compare(args, specs) -> int:
             print(pd.DataFrame(metrics).T.to_string(float_format=lambda v: f"{v:.4f}"), flush=True)
         for line in (spec.notes(example, comparison) if spec.notes is not None else []):
             print("\n" + line, flush=True)
+        diagnostics = diagnose(spec, example, model, comparison, sensitivity=args.sensitivity, seed=args.seed)
+        for line in lines(diagnostics):
+            print(line, flush=True)
         print(flush=True)
         runs.append((spec, example, model, comparison, metrics))
     records = [run_record(spec, example, model, comparison, metrics)
