@@ -143,7 +143,7 @@ class _Gaussian:
         return x, logq
 
 
-def single_path(logp, vg, theta0, rng, *, history: int = 6, draws: int = 1000, elbo_draws: int = 5,
+def single_path(logp, vg, theta0, rng, *, history: int = 6, draws: int = 1000, elbo_draws: int = 10,
                 max_iter: int = 1000, ftol: float = 1e-12, gtol: float = 1e-9) -> dict:
     """One Pathfinder path (the paper's Algorithm 1): draws from the L-BFGS iterate's Gaussian with the best ELBO.
 
@@ -186,8 +186,8 @@ def single_path(logp, vg, theta0, rng, *, history: int = 6, draws: int = 1000, e
             "grad_max": float(np.max(np.abs(grads[-1])))}
 
 
-def pathfinder(model, *, seed=None, num_paths: int = 4, draws_per_path: int = 250, draws: int = 1000,
-               elbo_draws: int = 5, history: int = 6, max_iter: int = 1000, start=None,
+def pathfinder(model, *, seed=None, num_paths: int = 4, draws_per_path: int = 1000, draws: int = 1000,
+               elbo_draws: int = 10, history: int = 6, max_iter: int = 1000, start=None,
                jitter: float = 2.0) -> Result:
     """Multi-path Pathfinder with PSIS resampling: posterior means and sds of the constrained parameters.
 
@@ -198,7 +198,7 @@ def pathfinder(model, *, seed=None, num_paths: int = 4, draws_per_path: int = 25
         uniform(-jitter, jitter) noise in the unconstrained space (the paper's inits).
     draws_per_path : draws from each path's best Gaussian; ``draws`` are resampled from the pooled draws with
         their PSIS weights.
-    elbo_draws : Monte Carlo draws per iterate to estimate its ELBO (5, as in the paper's experiments).
+    elbo_draws : Monte Carlo draws per iterate to estimate its ELBO.
     history : the number J of L-BFGS pairs kept (the rank of the low-rank term is at most 2J).
 
     ``converged`` is True when every path's L-BFGS met its tolerance (or ended with a gradient below 1e-6 of the
