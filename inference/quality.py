@@ -61,6 +61,8 @@ def psis(log_ratios) -> tuple[np.ndarray, float]:
         raise ValueError(f"log_ratios: expected a 1-D array of at least 5 values, got shape {lr.shape}")
     if not np.all(np.isfinite(lr)):
         raise ValueError("log_ratios: expected finite values")
+    if np.ptp(lr) <= 1e-12 * max(1.0, float(np.max(np.abs(lr)))):  # q = p: equal weights, no tail at all
+        return np.full(lr.size, -np.log(lr.size)), float("-inf")
     # psislw smooths -ary (log-likelihood -> leave-one-out ratios): hand it the negated ratios; r_eff = 1 for
     # independent draws.
     smoothed, khat = array_stats.psislw(-lr, r_eff=1.0)

@@ -36,6 +36,12 @@ def test_khat_of_a_too_narrow_gaussian_is_three_quarters():
     assert inference.psis(stats.norm.logpdf(y) - stats.norm.logpdf(y, 0, 2))[1] < 0.3
 
 
+def test_psis_of_an_exact_approximation_has_equal_weights():
+    log_weights, khat = inference.psis(np.full(1000, -3.2))
+    np.testing.assert_allclose(np.exp(log_weights), 1e-3)
+    assert khat == -np.inf
+
+
 def test_khat_threshold():
     assert inference.khat_threshold(100) == pytest.approx(0.5)
     assert inference.khat_threshold(1000) == pytest.approx(2 / 3)
