@@ -18,6 +18,11 @@ An approximation q of the posterior p(theta | y) (ADVI, full-rank ADVI, Laplace,
    right call for log ratios: it fits the tail of the log ratios themselves, and returns about 0 where the true shape
    is 0.75; the tests guard the convention used here with that known case.)
 
+   k-hat describes the tail of the ratios, not the bulk: a Gaussian q for a posterior with an exponential tail (the
+   log of a scale parameter) has ratios growing like exp(c theta^2) far out, so k is 1 asymptotically even when q is
+   excellent where the mass is; with a few thousand draws the estimate then scatters widely. The errors below say
+   whether that matters for the means.
+
 2. Against the reference posterior (NUTS), per scalar parameter: the error of the mean in posterior sds
    (mean_q - mean_nuts) / sd_nuts, the ratio sd_q / sd_nuts, and the 1-D Wasserstein distance between the two
    samples' marginals. An approximation is flagged when a mean is off by more than 0.2 posterior sd or when k-hat is
