@@ -134,11 +134,34 @@ def _fit(model, method, *, seed, max_iter, learning_rate, window, draws, init, p
     hist = -np.asarray(approx.hist, dtype=float)
     if not stop.converged:
         warn_not_converged(method, f"ELBO still improving after max_iter={max_iter} steps")
+    q_mean, q_cov = _gaussian(approx, fns)
     return Result(method=method, params=params, sd=sd, loglik=loglik, trace=hist, n_iter=len(hist),
                   converged=stop.converged,
                   time_compile=t_compile + t_step_compile + fns.compile_seconds - compile_before,
                   time_run=t_run, draws=draws_out,
-                  info={"objective": "ELBO", "final_elbo_window_mean": float(hist[-window:].mean())})
+                  info={"objective": "ELBO", "final_elbo_window_mean": float(hist[-window:].mean()),
+                        "q_mean": q_mean, "q_cov": q_cov})
+
+
+def _permutation(group, fns) -> np.ndarray:
+    """Positions in the approximation's flat vector of each entry of ``fns``' theta (PyMC orders it its own way)."""
+    slots = {s.name: s for s in fns.slots}
+    perm = np.empty(fns.size, dtype=int)
+    for name, slc, *_ in group.ordering.values():
+        s = slots[name]
+        perm[slc] = np.arange(s.start, s.stop)
+    return perm
+
+
+def _gaussian(approx, fns) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and covariance of the fitted Gaussian over the unconstrained theta, in ``fns``' order (the
+    approximation's density q, which the Pareto k-hat diagnostic of :mod:`inference.diagnostics` needs)."""
+    group = approx.groups[0]
+    perm = _permutation(group, fns)
+    inverse = np.argsort(perm)
+    mean = np.asarray(group.mean.eval(), dtype=float)[inverse]
+    cov = np.asarray(group.cov.eval(), dtype=float)[np.ix_(inverse, inverse)]
+    return mean, cov
 
 
 @contextlib.contextmanager
@@ -162,11 +185,7 @@ def _laplace_start(approx, fns, starts, method: str) -> None:
     if cov is None or not np.all(np.isfinite(theta)):
         return  # keep PyMC's start; unconstrained_cov has warned
     group = approx.groups[0]
-    slots = {s.name: s for s in fns.slots}
-    perm = np.empty(fns.size, dtype=int)
-    for name, slc, *_ in group.ordering.values():
-        s = slots[name]
-        perm[slc] = np.arange(s.start, s.stop)
+    perm = _permutation(group, fns)
     mu = theta[perm]
     cov = cov[np.ix_(perm, perm)]
     params = group.params_dict
