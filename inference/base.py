@@ -245,6 +245,7 @@ class ModelSpec:
     min_n(options) -> int : the smallest sample size the model accepts (simulation studies).
     density(params, grid) -> values : the fitted density (or mass function) of one-dimensional data, for figures.
     not_default : estimators left out of the default list on some data, each with the reason (``zoo list``).
+    offers_vem : the model supplies variational-EM math (``ModelHooks.vem_math``), so ``vem`` runs on it.
     test_cases : named example options the generic tests run every estimator on (default: the default example).
     swap_data(model, data) -> model or None : ``model`` (built by ``build``) holding ``data`` instead, in the form
         ``build`` takes, through ``pm.set_data``; indistinguishable from ``build(data, **options)`` with the
@@ -267,6 +268,7 @@ class ModelSpec:
     min_n: Callable | None = None
     density: Callable | None = None
     not_default: dict = field(default_factory=dict)
+    offers_vem: bool = False
     test_cases: dict = field(default_factory=lambda: {"default": {}})
     swap_data: Callable | None = None
 

@@ -60,8 +60,9 @@ from .signals import on_sigterm
 __all__ = ["COLUMNS", "INTERVALS", "MEASURES", "Z95", "Study", "performance", "run_batch", "study"]
 
 Z95 = float(stats.norm.ppf(0.975))
+# the interval each estimator gives; an estimator not named here: quantiles when it has draws, else Wald
 INTERVALS = {"mle": "wald", "map": "wald", "em": "wald", "map_em": "wald",
-             "advi": "quantile", "fullrank_advi": "quantile", "nuts": "quantile"}
+             "advi": "quantile", "fullrank_advi": "quantile", "nuts": "quantile", "vem": "wald"}
 COLUMNS = ["replicate", "n", "estimator", "parameter", "estimate", "sd", "lower", "upper", "converged", "error",
            "seconds", "interval"]
 MEASURES = ["bias", "empse", "modse", "relerr_modse", "mse", "rmse", "coverage"]
@@ -149,7 +150,7 @@ def run_batch(task: dict) -> list[dict]:
                 except Exception as exc:  # noqa: BLE001 - counted as a failure of this estimator on this replicate
                     error = _first_line(exc)
             seconds = time.perf_counter() - t0 + (setup_seconds if model is None else 0.0)
-            kind = INTERVALS[est]
+            kind = INTERVALS.get(est, "quantile" if getattr(res, "draws", None) is not None else "wald")
             for name, label, idx in labels:
                 estimate = sd = lower = upper = np.nan
                 if res is not None and name in res.params:

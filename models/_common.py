@@ -9,7 +9,6 @@ import pytensor.tensor as pt
 from pymc.pytensorf import compile as compile_pymc
 from pymc.pytensorf import reseed_rngs
 from pytensor.graph.replace import graph_replace
-from pytensor.tensor.random.type import RandomGeneratorType
 from scipy import optimize
 
 from inference.base import Example
@@ -47,6 +46,19 @@ def as_vector(values, name: str, *, integer: bool = False, nonnegative: bool = F
         raise ValueError(f"{name}: expected counts below 2^53 (9.0e15), the largest integers a float holds exactly; "
                          f"found {arr[first]:g} at index {first}")
     return arr
+
+
+def once_per_params(fn):
+    """``fn(params)`` evaluated once per parameter dict: EM asks for the E-step's by-products at the same
+    parameters twice, once for the log-likelihood after a step and once for the next step. Keeps the last only."""
+    last = []
+
+    def cached(p):
+        if not last or last[0] is not p:
+            last[:] = [p, fn(p)]
+        return last[1]
+
+    return cached
 
 
 def check_n(n) -> int:
@@ -122,9 +134,9 @@ def simulate_from(model, params: dict, observed: str, seed, *, key=None) -> np.n
     sampler = _SAMPLERS.get(cache_key) if cache_key is not None else None
     if sampler is None:
         fixed = pm.do(model() if callable(model) else model, values)
-        fn = compile_pymc(inputs=[], outputs=fixed[observed], random_seed=seed)
-        rngs = [v for v in fn.maker.fgraph.inputs if isinstance(v.type, RandomGeneratorType)]
-        sampler = (fn, rngs)
+        # the RNGs in the order compile reseeds them, so a reseeded draw repeats pm.draw's numbers exactly
+        fn, updates = compile_pymc(inputs=[], outputs=fixed[observed], random_seed=seed, return_updates=True)
+        sampler = (fn, list(updates))
         if cache_key is not None:
             if len(_SAMPLERS) >= _SAMPLERS_KEPT:
                 _SAMPLERS.pop(next(iter(_SAMPLERS)))

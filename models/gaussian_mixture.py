@@ -61,6 +61,7 @@ from ._common import (
     halfnormal_scale_map,
     lkj_m_step,
     normal_mean_map,
+    once_per_params,
     pack,
     positive,
     simulate_from,
@@ -79,7 +80,12 @@ EXAMPLE_N_3D = 600
 EXAMPLE_SEED = 42
 COVARIANCE_TYPES = ("full", "diag")
 # NUTS on a multivariate mixture is slow and label-switching-prone; it runs on request (--estimators) only.
-SKIP_MULTIVARIATE = {"nuts": "slow and prone to label switching on multivariate mixtures; ask for it explicitly"}
+SKIP_MULTIVARIATE = {
+    "nuts": "slow and prone to label switching on multivariate mixtures; ask for it explicitly",
+    "fullrank_advi": "its dense Gaussian over every mean and Cholesky entry of every component stops visibly short "
+                     "of the posterior on multivariate mixtures (component covariances off by several standard "
+                     "errors on the trivariate example); ask for it explicitly",
+}
 
 __all__ = [
     "SPEC",
@@ -509,15 +515,11 @@ def em_math(model: pm.Model, *, prior: bool, reg_covar: float = 0.0, shift=None)
     F = _prepare(X, shift)
     ref = float(np.mean(np.var(X, axis=0)))  # the data's own variance: the scale a collapse is measured against
     ctype = "diag" if diag else "full"
-    cache = {}
+    def e_step(p):
+        lse, resp = _e_step(p, F, shift)
+        return p, _stats(F, lse, resp), resp
 
-    def evaluate(p):
-        key = id(p)
-        if key not in cache:
-            lse, resp = _e_step(p, F, shift)
-            cache.clear()
-            cache[key] = (p, _stats(F, lse, resp), resp)
-        return cache[key]
+    evaluate = once_per_params(e_step)
 
     def loglik(p):
         return evaluate(p)[1]["loglik"]
@@ -676,7 +678,7 @@ SPEC = ModelSpec(
     params=("w", "mu", "sigma", "cov"),
     min_n=_min_n,
     density=lambda params, grid: density(params, grid),
-    not_default={"nuts": "on data with two or more columns: " + SKIP_MULTIVARIATE["nuts"]},
+    not_default={name: "on data with two or more columns: " + why for name, why in SKIP_MULTIVARIATE.items()},
     test_cases={"classic": {}, "trivariate": {"example": "trivariate"}},
     swap_data=lambda model, data: swap_data(model, data),
 )

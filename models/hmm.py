@@ -80,6 +80,7 @@ from ._common import (
 )
 
 NAME = "hmm"
+MAX_COUNT = 2**31 - 1
 EMISSIONS = ("poisson", "normal")
 INITIALS = ("stationary", "free")
 TRUTH = {"P": np.array([[0.93, 0.07], [0.13, 0.87]]), "lam": np.array([15.0, 26.0])}
@@ -110,6 +111,10 @@ def _check_series(y, k, emission, lengths):
     emission = _choice(emission, "emission", EMISSIONS)
     k = _check_k(k)
     y = as_vector(y, "y", integer=emission == "poisson", nonnegative=emission == "poisson")
+    if emission == "poisson" and y.size and y.max() > MAX_COUNT:
+        first = int(np.argmax(y > MAX_COUNT))
+        raise ValueError(f"y: expected counts below 2^31 (PyMC holds integer data as 32-bit integers), found "
+                         f"{y[first]:g} at index {first}")
     if y.size < k + 1:
         raise ValueError(f"y: expected at least k + 1 = {k + 1} observations for {k} states, got {y.size}")
     return y, k, _first_flags(lengths, y.size)

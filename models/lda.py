@@ -877,4 +877,5 @@ SPEC = ModelSpec(
     metrics_title="topics (held-out perplexity, coherence; peers on the same documents and k):",
     notes=notes,
     not_default=NOT_DEFAULT,
+    offers_vem=True,
 )

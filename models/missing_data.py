@@ -66,6 +66,7 @@ from ._common import (
     halfnormal_scale_map,
     lkj_m_step,
     normal_mean_map,
+    once_per_params,
     pack,
     positive,
 )
@@ -383,14 +384,7 @@ def em_math(model: pm.Model, *, prior: bool, conditional_covariance: bool = True
         else:
             chol_prior = chol_prior_fn(model, "chol", D)
     chunk_stats = functools.partial(_chunk_stats, shift=shift, conditional_covariance=conditional_covariance)
-    cache = {}
-
-    def evaluate(p):
-        key = id(p)
-        if key not in cache:
-            cache.clear()
-            cache[key] = (p, chunk_stats(p, data))
-        return cache[key][1]
+    evaluate = once_per_params(lambda p: chunk_stats(p, data))
 
     def loglik(p):
         return evaluate(p)["loglik"]

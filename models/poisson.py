@@ -40,6 +40,7 @@ from ._common import (
     data_of,
     dirichlet_map,
     dist_params,
+    once_per_params,
     positive,
     simulate_from,
 )
@@ -72,8 +73,7 @@ def build(y, k: int = 1, *, lam_prior=(2.0, 0.2), w_prior: float = 2.0, _initval
     a = positive(w_prior, "w_prior")
     start = _start(y, k)
     with pm.Model() as model:
-        # float64, not an integer container: PyMC stores integer data as int32, which wraps counts above 2^31
-        y_data = pm.Data("y_data", y)
+        y_data = pm.Data("y_data", _container(y))
         if k == 1:
             lam = pm.Gamma("lam", alpha, beta, shape=1)
             pm.Poisson("y", lam[0], observed=y_data, shape=y_data.shape)
@@ -93,14 +93,23 @@ def _start(y, k: int) -> np.ndarray:
     return np.sort(np.quantile(y, (np.arange(k) + 0.5) / k)) + 0.5 + np.arange(k) * 1e-3
 
 
-def swap_data(model: pm.Model, y) -> pm.Model:
+def _container(y) -> np.ndarray:
+    """The counts as the data container holds them: integers (PyMC stores them as int32) while they fit in 32
+    bits, float64 beyond (exact up to 2^53, where int32 would wrap them)."""
+    return y.astype("int64") if y.size == 0 or y.max() < 2**31 else y
+
+
+def swap_data(model: pm.Model, y):
     """``model`` with its counts replaced by ``y`` (``pm.set_data``, and the ordered initial value recomputed as
-    ``build`` does): the same as ``build(y, k)`` with the model's options, without building or compiling again."""
+    ``build`` does): the same as ``build(y, k)`` with the model's options, without building or compiling again.
+    None when the counts need another container than the model's (the caller rebuilds)."""
     y = as_vector(y, "y", integer=True, nonnegative=True)
     lam = model["lam"]
     k = check_k(int(lam.type.shape[0]), np.unique(y).size)
+    if str(model["y_data"].dtype).startswith("int") != (_container(y).dtype.kind == "i"):
+        return None  # counts beyond 32 bits need the float container: rebuild
     with model:
-        pm.set_data({"y_data": y})
+        pm.set_data({"y_data": _container(y)})
     if model.rvs_to_initial_values.get(lam) is not None:
         model.set_initval(lam, _start(y, k))
     return model
@@ -174,14 +183,7 @@ def em_math(model: pm.Model, *, prior: bool) -> EMMath:
         alpha, beta = float(np.ravel(alpha)[0]), float(1.0 / np.ravel(scale)[0])
         a = dist_params(model, "w", "dirichlet")[0] if k >= 2 else None
     chunk_stats = functools.partial(_chunk_stats, k=k)
-    cache = {}
-
-    def evaluate(p):
-        key = id(p)
-        if key not in cache:
-            cache.clear()
-            cache[key] = (p, chunk_stats(p, data))
-        return cache[key][1]
+    evaluate = once_per_params(lambda p: chunk_stats(p, data))
 
     def loglik(p):
         return evaluate(p)["loglik"]

@@ -29,6 +29,9 @@ def test_list_names_every_model(capsys):
         assert spec.description in row
         for opt in spec.options:
             assert f"--{opt.name}" in out
+        listed = lines[lines.index(row) + 2].split("estimators: ")[1].split(",")
+        assert ("vem" in listed) == spec.offers_vem  # variational EM only where the model supplies its math
+        assert not set(listed) & set(spec.not_default)
 
 
 def test_compare_on_a_csv_writes_the_documented_json(tmp_path, capsys):

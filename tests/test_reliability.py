@@ -49,6 +49,13 @@ def test_huge_counts_are_refused(value, capsys, tmp_path):
     assert code == 2 and one_line(err) and "expected counts below 2^53" in err and "index 2" in err
 
 
+def test_hmm_counts_beyond_32_bits_are_refused():
+    from models import hmm
+
+    with pytest.raises(ValueError, match="expected counts below 2\\^31 .* found 3e\\+09 at index 1"):
+        hmm.build([1.0, 3e9, 2.0, 5.0], k=2)
+
+
 @pytest.mark.parametrize("offset", [1e7, 4e10])
 def test_large_counts_fit_without_a_false_decrease_alarm(offset):
     """Counts of 1e7 .. 4e10 give log-likelihood terms of 1e8 .. 1e12 that cancel: the drops round-off makes there

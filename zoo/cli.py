@@ -146,7 +146,8 @@ def _list(specs) -> int:
         opts = [f"--{o.replace('_', '-')}" for o in KIND_OPTIONS.get(spec.data_kind, ())] + [
             f"--{o.name}" + (f" {{{','.join(o.choices)}}}" if o.choices else "") for o in spec.options]
         print(f"{'':18s} options: {' '.join(opts) if opts else 'none'}")
-        print(f"{'':18s} estimators: {','.join(DEFAULT_ESTIMATORS)}")
+        offered = [e for e in DEFAULT_ESTIMATORS if e != "vem" or spec.offers_vem]
+        print(f"{'':18s} estimators: {','.join(e for e in offered if e not in spec.not_default)}")
         for est, why in spec.not_default.items():
             print(f"{'':18s} not by default: {est} ({why})")
     return 0
