@@ -36,7 +36,7 @@ demo: $(STAMP)
 	@echo "report: open runs/index.html in a browser (segmentation: runs/segment/segmented.png)"
 
 test: $(STAMP) browser
-	$(PY) -m pytest -q --durations=15
+	$(PY) -m pytest -q -n auto --dist loadgroup --durations=15
 
 # Headless Chromium renders the HTML report in the tests (Debian's package; installed when missing and possible).
 browser:

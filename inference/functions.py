@@ -35,7 +35,8 @@ _CACHE: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 # vectorised implementations, with nothing to compile. The optimisers call these functions tens to hundreds of
 # times per fit (4 gradients per parameter for a Hessian), where a Numba compilation (5 to 20 seconds per new graph
 # on a cold cache) would dominate. With many parameters (a model that imputes hundreds of missing values) the
-# Hessian needs thousands of calls and the compiled backend pays for itself. NUTS and VI always use PyMC's own.
+# Hessian needs thousands of calls and the compiled backend pays for itself, as it does for ADVI's thousands of
+# steps when one uncompiled call is slow (``value_and_grad(..., many_calls=True)``). NUTS uses PyMC's own.
 PY_MODE = Mode(linker="py", optimizer="fast_run").excluding("fusion", "inplace")
 PY_MODE_MAX_PARAMETERS = 40
 
@@ -129,15 +130,30 @@ class ModelFunctions:
 
     KINDS = ("loglik", "logpost", "logp")
 
-    def value_and_grad(self, kind: str):
-        """f(theta) -> (value, gradient) of the objective ``kind`` ('loglik', 'logpost' or 'logp')."""
+    def value_and_grad(self, kind: str, *, many_calls: bool = False):
+        """f(theta) -> (value, gradient) of the objective ``kind`` ('loglik', 'logpost' or 'logp').
 
-        def build():
+        ``many_calls=True`` is for callers that evaluate it thousands of times (ADVI, Pathfinder): where the
+        uncompiled form costs more than ``SLOW_CALL_SECONDS`` a call, PyTensor's compiled backend is used instead,
+        compiled once and shared by those callers."""
+
+        def build(mode):
             expr = self._objective_graph(kind)
             g = grad(expr, self.theta, disconnected_inputs="ignore")
-            return pytensor.function([self.theta], [expr, g], on_unused_input="ignore", mode=self.mode)
+            return pytensor.function([self.theta], [expr, g], on_unused_input="ignore", mode=mode)
 
-        return self._get(("vg", kind), build)
+        fn = self._get(("vg", kind), lambda: build(self.mode))
+        if not many_calls or self.mode is None:
+            return fn
+        slow = self._compiled.get(("slow", kind))
+        if slow is None:
+            t0 = time.perf_counter()
+            for _ in range(3):
+                fn(self.initial_theta)
+            slow = self._compiled[("slow", kind)] = (time.perf_counter() - t0) / 3 > self.SLOW_CALL_SECONDS
+        return self._get(("vg-compiled", kind), lambda: build(None)) if slow else fn
+
+    SLOW_CALL_SECONDS = 5e-4
 
     def hessian(self, kind: str, exact: bool = False):
         """f(theta) -> Hessian of the objective ``kind`` with respect to theta.
@@ -190,6 +206,22 @@ class ModelFunctions:
         fn = self._get(("params",), lambda: pytensor.function([self.theta], self._param_graphs,
                                                               on_unused_input="ignore", mode=self.mode))
         return {n: np.asarray(v, dtype=float) for n, v in zip(self.param_names, fn(theta))}
+
+    def constrained_many(self, thetas) -> dict:
+        """Named constrained parameters at every row of ``thetas`` (draws x size), each with a leading draw axis:
+        the graph of :meth:`constrained` vectorised over the rows, one call for all draws."""
+        thetas = np.atleast_2d(np.asarray(thetas, dtype=float))
+
+        def build():
+            from pytensor.graph.replace import vectorize_graph
+
+            rows = pt.matrix("thetas", dtype="float64")
+            outs = vectorize_graph(self._param_graphs, replace={self.theta: rows})
+            return pytensor.function([rows], outs, on_unused_input="ignore", mode=self.mode)
+
+        fn = self._get(("params_many",), build, warm=False)
+        return {n: np.asarray(v, dtype=float).reshape((len(thetas),) + np.shape(v)[1:])
+                for n, v in zip(self.param_names, fn(thetas))}
 
     def constrained_jacobian(self, theta) -> np.ndarray:
         """Jacobian of the flattened constrained parameters with respect to theta (rows in ``param_names`` order)."""
