@@ -76,5 +76,4 @@ def laplace(model, *, seed=None, draws: int = 4000, start=None, n_init: int = 1,
 def constrained_draws(fns, theta) -> dict:
     """Constrained parameters (free variables and deterministics) of each row of ``theta`` (S, size), as draws with
     leading (chain, draw) = (1, S) dimensions."""
-    values = [fns.constrained(t) for t in np.atleast_2d(theta)]
-    return {n: np.stack([v[n] for v in values])[None] for n in fns.param_names}
+    return {n: v[None] for n, v in fns.constrained_many(np.atleast_2d(theta)).items()}

@@ -22,6 +22,7 @@ def _quiet_future_warnings():
 _SPLIT = {"test_generic": ("model_name",), "test_study": ("name",), "test_notebooks": ("path",)}
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the marks into the node ids it schedules by
 def pytest_collection_modifyitems(config, items):
     for item in items:
         group = item.path.stem
