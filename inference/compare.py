@@ -13,8 +13,10 @@ from .base import hooks_for
 from .checks import check_model
 from .em import em
 from .functions import functions_for
+from .laplace import laplace
 from .mcmc import nuts
 from .optimize import map_estimate, mle
+from .pathfinder import pathfinder
 from .result import Result, flat_labels
 from .starts import as_generator
 from .vem import vem
@@ -32,6 +34,8 @@ ESTIMATORS = {
     "fullrank_advi": fullrank_advi,
     "nuts": nuts,
     "vem": vem,
+    "laplace": laplace,
+    "pathfinder": pathfinder,
 }
 DEFAULT_ESTIMATORS = tuple(ESTIMATORS)
 _PROGRESS = {"em", "map_em", "advi", "fullrank_advi", "nuts", "vem"}
@@ -72,6 +76,7 @@ class Comparison:
     public: list | None = None
     n_obs: int | None = None
     n_params: int | None = None
+    diagnostics: dict = field(default_factory=dict)  # filled by the application: approximation quality, sensitivity
 
     def _shown(self, res):
         names = self.public if self.public is not None else list(res.params)

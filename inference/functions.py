@@ -277,6 +277,21 @@ class ModelFunctions:
 
         return self._get(("pjac",), build)(theta)
 
+    def log_prior_and_pointwise(self):
+        """f(theta) -> [log prior, elementwise log-likelihood of each observed variable]: the log prior is
+        ``model.logp(vars=free_RVs, jacobian=False)`` (the density of the constrained parameters, the one
+        power-scaling scales), the log-likelihood terms one array per observed variable, in
+        ``model.observed_RVs`` order (the pointwise values ArviZ's ``log_likelihood`` group holds)."""
+
+        def build():
+            model = self.model
+            exprs = [model.logp(vars=model.free_RVs, jacobian=False)]
+            exprs += model.logp(vars=model.observed_RVs, jacobian=False, sum=False)
+            outs = [graph_replace(e, self._replace, strict=False).astype("float64") for e in exprs]
+            return pytensor.function([self.theta], outs, on_unused_input="ignore", mode=self.mode)
+
+        return self._get(("pointwise",), build)
+
     def to_unconstrained(self, params: dict) -> np.ndarray:
         """theta for a dict of constrained free-variable values (value transforms applied forward)."""
 

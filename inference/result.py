@@ -21,7 +21,8 @@ class Result:
     Attributes
     ----------
     method : str
-        ``"mle"``, ``"map"``, ``"em"``, ``"map_em"``, ``"advi"``, ``"fullrank_advi"`` or ``"nuts"``.
+        ``"mle"``, ``"map"``, ``"em"``, ``"map_em"``, ``"advi"``, ``"fullrank_advi"``, ``"nuts"``, ``"laplace"`` or
+        ``"pathfinder"``.
     params : dict[str, ndarray]
         Point estimates keyed by the PyMC variable names, in the constrained space (free variables and
         deterministics). Posterior means for ADVI and NUTS.

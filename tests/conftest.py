@@ -44,6 +44,7 @@ def group_of(nodeid: str) -> str:
     return group
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the marks into the node ids it schedules by
 def pytest_collection_modifyitems(config, items):
     # slowest groups first (a stable sort: the rest keep the order of collection)
     items.sort(key=lambda item: -_SECONDS.get(group_of(item.nodeid), 0))

@@ -67,6 +67,8 @@ def _parser(specs) -> argparse.ArgumentParser:
     c.add_argument("--out", default=None, metavar="DIR", help="write figures, index.html (and the JSON if --json is "
                                                               "not given)")
     c.add_argument("--quiet", action="store_true", help="no progress bars or per-estimator lines")
+    c.add_argument("--sensitivity", action="store_true",
+                   help="add power-scaling prior sensitivity and a sweep over one prior hyperparameter")
     m = sub.add_parser("impute", help="fill the missing entries of a CSV file with EM's conditional means")
     m.add_argument("file", metavar="FILE.csv")
     m.add_argument("--out", required=True, metavar="FILLED.csv", help="where to write the completed table")
@@ -208,6 +210,7 @@ def _compare(args, specs) -> int:
     estimators, plans = _plan(args, specs)
     from inference.compare import compare
 
+    from .diagnostics import diagnose, lines
     from .report import run_record, write_outputs
 
     runs = []
@@ -217,13 +220,13 @@ def _compare(args, specs) -> int:
             print(example.extra["mapping"], flush=True)
         # progress bars on a terminal; elsewhere (a log, a pipe) one line per estimator as it finishes
         bars = not args.quiet and sys.stderr.isatty()
-        lines = None if args.quiet or bars else _estimator_line
+        per_estimator = None if args.quiet or bars else _estimator_line
         options = {e: {"n_init": args.n_init} for e in ("mle", "map", "em", "map_em")} if args.n_init else None
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", FutureWarning)
             warnings.simplefilter("ignore", RuntimeWarning)  # each failure is shown once, in the table below
             comparison = compare(model, estimators, truth=example.truth, seed=args.seed, progress=bars,
-                                 options=options, on_result=lines)
+                                 options=options, on_result=per_estimator)
         if not comparison.results:
             first = next(iter(comparison.errors.items()))
             raise RuntimeError(f"{spec.name}: every estimator failed; {first[0]}: {first[1]}")
@@ -237,6 +240,9 @@ def _compare(args, specs) -> int:
             print(pd.DataFrame(metrics).T.to_string(float_format=lambda v: f"{v:.4f}"), flush=True)
         for line in (spec.notes(example, comparison) if spec.notes is not None else []):
             print("\n" + line, flush=True)
+        diagnostics = diagnose(spec, example, model, comparison, sensitivity=args.sensitivity, seed=args.seed)
+        for line in lines(diagnostics):
+            print(line, flush=True)
         print(flush=True)
         runs.append((spec, example, model, comparison, metrics))
     records = [run_record(spec, example, model, comparison, metrics)

@@ -6,7 +6,7 @@ import os
 
 import numpy as np
 
-__all__ = ["em_panels", "figures"]
+__all__ = ["approximation_figure", "em_panels", "figures", "prior_sweep_figure"]
 
 
 def _plt():
@@ -83,11 +83,85 @@ def figures(spec, example, model, comparison, folder) -> list[str]:
         fig.tight_layout()
         out.append(_save(fig, folder, "traces.png"))
 
-    # 4. The model's own figures.
+    # 4. Approximations against NUTS, and the prior sweep (when the diagnostics ran).
+    diagnostics = comparison.diagnostics
+    if diagnostics.get("quality") is not None and not diagnostics["quality"].empty:
+        out.append(_save(approximation_figure(comparison, spec.name), folder, "approximations.png"))
+    if diagnostics.get("sweep") is not None and not diagnostics["sweep"].empty:
+        fig = prior_sweep_figure(diagnostics["sweep"], diagnostics["sweep_prior"], spec.name)
+        out.append(_save(fig, folder, "prior_sweep.png"))
+
+    # 5. The model's own figures.
     own = MODEL_FIGURES.get(spec.name)
     if own is not None:
         out += own(example, model, comparison, folder)
     return out
+
+
+def approximation_figure(comparison, title: str = "", max_panels: int = 8):
+    """Each approximation's marginal draws against NUTS's, one panel per scalar parameter (the first
+    ``max_panels`` of the quality table), with each approximation's verdict in the legend."""
+    plt = _plt()
+    quality = comparison.diagnostics["quality"]
+    verdicts = comparison.diagnostics.get("verdicts", {})
+    labels = list(dict.fromkeys(quality["parameter"]))[:max_panels]
+    names = list(dict.fromkeys(quality["estimator"]))
+    fig, axes = plt.subplots(1, len(labels), figsize=(2.8 * len(labels) + 1, 3.2), squeeze=False)
+    colors = {name: f"C{i}" for i, name in enumerate(comparison.order)}
+    for ax, label in zip(axes[0], labels):
+        for name in ["nuts"] + names:
+            draws = _marginal(comparison.results[name], label)
+            if draws is None:
+                continue
+            text = name if name == "nuts" else f"{name}: {verdicts.get(name, '')}"
+            ax.hist(draws, bins=40, density=True, histtype="step", lw=1.6 if name == "nuts" else 1.0,
+                    color="k" if name == "nuts" else colors.get(name), label=text)
+        ax.set_title(label, fontsize=9)
+        ax.set_yticks([])
+    axes[0][0].legend(fontsize=6)
+    fig.suptitle(f"{title}: approximations against nuts")
+    fig.tight_layout()
+    return fig
+
+
+def _marginal(result, label):
+    """The draws of one scalar entry (``beta[1]``) of a result, flattened over chains."""
+    from inference.result import flat_labels
+
+    for name, d in (result.draws or {}).items():
+        d = np.asarray(d)
+        for lab, idx in flat_labels(name, d.shape[2:]):
+            if lab == label:
+                return d[(slice(None), slice(None)) + idx].ravel()
+    return None
+
+
+def prior_sweep_figure(sweep, prior: str, title: str = ""):
+    """Each parameter's estimate (± 1 sd where the method has one) against the swept hyperparameter, one line per
+    estimator, with the MLE (which ignores the prior) as a horizontal line."""
+    plt = _plt()
+    labels = list(dict.fromkeys(sweep["parameter"]))
+    fig, axes = plt.subplots(1, len(labels), figsize=(3.2 * len(labels) + 1, 3.2), squeeze=False)
+    estimators = [e for e in dict.fromkeys(sweep["estimator"]) if e != "mle"]
+    for ax, label in zip(axes[0], labels):
+        sub = sweep[sweep["parameter"] == label]
+        mle = sub[sub["estimator"] == "mle"]
+        if not mle.empty:
+            ax.axhline(mle["estimate"].iloc[0], color="k", ls="--", lw=1, label="mle")
+        for i, name in enumerate(estimators):
+            rows = sub[sub["estimator"] == name].sort_values("scale")
+            ax.plot(rows["scale"], rows["estimate"], marker="o", ms=3, color=f"C{i}", label=name)
+            sd = rows["sd"].to_numpy()
+            if np.isfinite(sd).all():
+                ax.fill_between(rows["scale"], rows["estimate"] - sd, rows["estimate"] + sd, color=f"C{i}",
+                                alpha=0.15)
+        ax.set_xscale("log")
+        ax.set_xlabel(prior)
+        ax.set_title(label, fontsize=9)
+    axes[0][0].legend(fontsize=7)
+    fig.suptitle(f"{title}: estimates across {prior}")
+    fig.tight_layout()
+    return fig
 
 
 # ------------------------------------------------------------------------------------------------ mixture

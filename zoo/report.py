@@ -106,6 +106,17 @@ def run_record(spec, example, model, comparison, metrics=None) -> dict:
     }
     if metrics:
         record["metrics"] = _plain(metrics)
+    diagnostics = comparison.diagnostics
+    if diagnostics.get("quality") is not None:
+        record["quality"] = {"rows": _plain(diagnostics["quality"].to_dict(orient="records")),
+                             "verdicts": dict(diagnostics.get("verdicts", {}))}
+    if "power_scaling" in diagnostics or diagnostics.get("sweep") is not None:
+        record["sensitivity"] = {
+            "power_scaling": {name: _plain(table.to_dict(orient="index"))
+                              for name, table in diagnostics.get("power_scaling", {}).items()},
+            "prior_sweep": None if diagnostics.get("sweep") is None else {
+                "prior": diagnostics["sweep_prior"],
+                "rows": _plain(diagnostics["sweep"].to_dict(orient="records"))}}
     return record
 
 
@@ -255,6 +266,7 @@ def html_page(runs, records, files) -> str:
             parts.append(f"<h3>{esc(spec.metrics_title)}</h3>" + _metrics_table(record["metrics"]))
         for line in (spec.notes(example, comparison) if spec.notes is not None else []):
             parts.append(f"<p class='note'>{esc(line)}</p>")
+        parts += _diagnostic_sections(comparison.diagnostics)
         parts.append(f"<h3 id='{slug}-figures'>Figures</h3>")
         for rel in files:
             if rel.startswith(run_slug(record) + "/") and rel.endswith(".png"):
@@ -263,6 +275,29 @@ def html_page(runs, records, files) -> str:
         parts.append("</section>")
     parts.append("</body></html>")
     return "\n".join(parts)
+
+
+def _diagnostic_sections(diagnostics: dict) -> list[str]:
+    """The approximation quality and sensitivity tables of one run, as HTML."""
+    import html
+
+    from .diagnostics import sweep_table
+
+    parts = []
+    quality = diagnostics.get("quality")
+    if quality is not None:
+        parts.append("<h3>Approximation quality (against nuts)</h3><ul>"
+                     + "".join(f"<li>{html.escape(n)}: {html.escape(v)}</li>"
+                               for n, v in diagnostics.get("verdicts", {}).items()) + "</ul>")
+        parts.append(quality.to_html(border=0, index=False, float_format=lambda v: f"{v:.4g}"))
+    if diagnostics.get("power_scaling") or diagnostics.get("sweep") is not None:
+        parts.append("<h3>Sensitivity</h3>")
+    for name, table in diagnostics.get("power_scaling", {}).items():
+        parts.append(f"<p>power-scaling sensitivity ({html.escape(name)})</p>" + table.to_html(border=0))
+    if diagnostics.get("sweep") is not None:
+        parts.append(f"<p>prior sweep over {html.escape(diagnostics['sweep_prior'])}: estimates</p>"
+                     + sweep_table(diagnostics["sweep"]).to_html(border=0, float_format=lambda v: f"{v:.4f}"))
+    return parts
 
 
 def write_segmentation(out_dir, original, segmented, title="") -> str:
