@@ -88,6 +88,9 @@ NOT_DEFAULT = {
            "invariant to topic relabelling); EM reaches the same maximum at a fraction of the cost",
     "map": "as for mle; MAP-EM reaches the MAP",
     "fullrank_advi": "a covariance over all (D + V) k parameters",
+    "laplace": "as for mle: a dense Hessian over all (D + V) k parameters, singular at the mode",
+    "pathfinder": "its paths each settle on one of the k! labellings of the topics and their draws are pooled, "
+                  "which mixes topics; each path is an L-BFGS run over all (D + V) k parameters",
     "map_em": "with alpha or beta below 1 (the defaults 1/k and 0.01): the posterior density is unbounded at the "
               "edges of the simplex and has no interior mode; vem handles such priors",
     "em": "PLSA's maximum lies on the boundary of the simplex on most corpora (documents that use only some "
@@ -225,7 +228,7 @@ def build(X, k: int = 3, *, alpha=None, beta=0.01) -> pm.Model:
 def skipped(D: int, V: int, k: int, alpha, beta) -> dict:
     """The estimators left out of the default list for a corpus of D documents and V words with k topics, each
     with its reason (see ``NOT_DEFAULT``)."""
-    out = {name: NOT_DEFAULT[name] for name in ("nuts", "mle", "map", "fullrank_advi", "em")}
+    out = {name: NOT_DEFAULT[name] for name in ("nuts", "mle", "map", "fullrank_advi", "em", "laplace", "pathfinder")}
     if np.any(np.asarray(alpha) < 1) or np.any(np.asarray(beta) < 1):
         out["map_em"] = NOT_DEFAULT["map_em"]
     size = (D + V) * k
