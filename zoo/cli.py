@@ -322,7 +322,20 @@ def _options_text(model) -> str:
     hooks = hooks_for(model)
     if hooks is None or not hooks.options:
         return "default options"
-    return ", ".join(f"{k}={v.tolist() if isinstance(v, np.ndarray) else v}" for k, v in hooks.options.items())
+    return ", ".join(f"{k}={_option_value(v)}" for k, v in hooks.options.items())
+
+
+def _option_value(v) -> str:
+    """An option's value for the one-line summary: a vector whose entries are all equal (a symmetric prior over
+    thousands of words) as ``0.01 (x 4258)``; other vectors as lists, shortened beyond 8 entries."""
+    if not isinstance(v, np.ndarray):
+        return str(v)
+    flat = v.ravel()
+    if flat.size > 1 and np.all(flat == flat[0]):
+        return f"{flat[0].item()} (x {flat.size})"
+    if flat.size > 8:
+        return f"[{', '.join(str(x) for x in flat[:8].tolist())}, ... ({flat.size} values)]"
+    return str(v.tolist())
 
 
 if __name__ == "__main__":  # pragma: no cover
