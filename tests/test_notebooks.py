@@ -11,9 +11,9 @@ NOTEBOOKS = sorted((Path(__file__).resolve().parent.parent / "notebooks").glob("
 
 def test_there_is_a_notebook_per_classic_example():
     names = [p.name for p in NOTEBOOKS]
-    assert len(names) == 8
+    assert len(names) == 9
     for key in ("normal", "poisson", "logistic", "gaussian_mixture", "missing_data", "segmentation", "limits",
-                "simulation_study"):
+                "simulation_study", "online_em"):
         assert any(key in n for n in names), key
 
 
