@@ -238,3 +238,41 @@ def test_sweep_figure_and_tables_from_a_sweep():
     assert "prior sweep over sigma_prior" in text
     fig = prior_sweep_figure(sweep, "sigma_prior", "normal")
     assert len(fig.axes) == 2 and fig.axes[0].get_xscale() == "log"
+
+
+def test_zoo_compare_sensitivity_reaches_the_json_the_report_and_the_figures(tmp_path, capsys):
+    import json
+
+    from zoo.cli import main
+
+    code = main(["compare", "normal", "--estimators", "mle,map,laplace,nuts", "--sensitivity", "--quiet",
+                 "--out", str(tmp_path)])
+    assert code == 0
+    printed = capsys.readouterr().out
+    record = json.loads((tmp_path / "results.json").read_text())["runs"][0]
+    sens = record["sensitivity"]
+    # power-scaling for every method with draws, each parameter with both sensitivities and a diagnosis
+    assert set(sens["power_scaling"]) == {"laplace", "nuts"}
+    for table in sens["power_scaling"].values():
+        assert set(table) == {"mu", "sigma"}
+        for row in table.values():
+            assert row["prior"] >= 0 and row["likelihood"] >= 0 and isinstance(row["diagnosis"], str)
+    # the default priors of the normal model are benign: no conflict is reported for NUTS
+    assert all("conflict" not in row["diagnosis"] for row in sens["power_scaling"]["nuts"].values())
+    # the sweep refits the run's sweepable estimators (map, nuts: not mle, not laplace) over five values,
+    # with the MLE as the yardstick
+    sweep = sens["prior_sweep"]
+    rows = sweep["rows"]
+    assert {r["estimator"] for r in rows} == {"map", "nuts", "mle"}
+    assert len({r["value"] if not isinstance(r["value"], list) else tuple(r["value"]) for r in rows}) == 5
+    assert f"prior sweep over {sweep['prior']}" in printed
+    # the MAP of the parameter under the swept prior moves towards the MLE as that prior widens
+    param = sweep["prior"].removesuffix("_prior")
+    by_scale = {r["scale"]: r["estimate"] for r in rows if r["estimator"] == "map" and r["parameter"] == param}
+    mle = next(r["estimate"] for r in rows if r["estimator"] == "mle" and r["parameter"] == param)
+    gaps = [abs(by_scale[s] - mle) for s in sorted(by_scale)]
+    assert gaps == sorted(gaps, reverse=True) and gaps[-1] < gaps[0]
+    page = (tmp_path / "index.html").read_text()
+    assert "<h3>Sensitivity</h3>" in page and f"prior sweep over {sweep['prior']}" in page
+    assert (tmp_path / "normal" / "prior_sweep.png").exists()
+    assert "src='normal/prior_sweep.png'" in page
