@@ -69,7 +69,14 @@ def main():
         from sklearn.mixture import GaussianMixture
 
         n_sk = min(args.rows, args.sklearn_max_rows)
-        X = pd.concat([pd.read_parquet(f) for f in files]).to_numpy()[:n_sk]
+        frames, held = [], 0
+        for f in files:  # only the files scikit-learn is given, not the whole data set
+            if held >= n_sk:
+                break
+            frames.append(pd.read_parquet(f))
+            held += len(frames[-1])
+        X = pd.concat(frames).to_numpy()[:n_sk]
+        del frames
         sk = GaussianMixture(5, tol=0, max_iter=args.max_iter, reg_covar=0, random_state=0)
         t0 = time.perf_counter()
         with np.errstate(all="ignore"):

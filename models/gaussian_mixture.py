@@ -242,11 +242,10 @@ def simulate(params, n: int = EXAMPLE_N, seed=EXAMPLE_SEED) -> np.ndarray:
     D = mu.shape[1]
     cov = np.asarray(params["cov"], dtype=float)
     placeholder = np.random.default_rng(0).standard_normal((max(n, k), D))[:n]
-    model = build(placeholder, k=k, _initval=False)
     fixed = {"w": params["w"], "mu_first": mu[:, 0], "mu_rest": mu[:, 1:]}
     for j in range(k):
         fixed[f"chol_{j}"] = pack(np.linalg.cholesky(cov[j]))
-    return simulate_from(model, fixed, "x", seed)
+    return simulate_from(lambda: build(placeholder, k=k, _initval=False), fixed, "x", seed, key=(NAME, n, k, D))
 
 
 def example(seed=EXAMPLE_SEED, k: int = None, example: str = "classic") -> Example:

@@ -159,6 +159,16 @@ def test_simulation_reuses_its_compiled_draw_with_the_same_numbers():
     np.testing.assert_array_equal(first, again)
     model = pm.do(poisson.build(np.arange(40) % 3, k=2, _initval=False), truth)
     np.testing.assert_array_equal(first, pm.draw(model["y"], random_seed=3))
+    # the multivariate mixture keeps its compiled draw too (large test data are written file by file from it)
+    from models import gaussian_mixture as gm
+    from models._common import pack
+
+    first, _, again = (gm.simulate(gm.TRUTH_3D, 30, s) for s in (5, 6, 5))
+    np.testing.assert_array_equal(first, again)
+    fixed = {"w": gm.TRUTH_3D["w"], "mu_first": gm.TRUTH_3D["mu"][:, 0], "mu_rest": gm.TRUTH_3D["mu"][:, 1:],
+             **{f"chol_{j}": pack(np.linalg.cholesky(c)) for j, c in enumerate(gm.TRUTH_3D["cov"])}}
+    model = pm.do(gm.build(np.random.default_rng(0).standard_normal((30, 3)), k=3, _initval=False), fixed)
+    np.testing.assert_array_equal(first, pm.draw(model["x"], random_seed=5))
 
 
 # ------------------------------------------------------------------------------------------------ same numbers
