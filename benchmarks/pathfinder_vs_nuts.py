@@ -29,18 +29,21 @@ spec = registry.get(sys.argv[1])
 ex = spec.example()
 model = spec.build(*ex.args, **ex.build_kwargs)
 t0 = time.perf_counter()
-res = inference.run_estimator(sys.argv[2], model, seed=0)
+res = inference.run_estimator(sys.argv[2], model, seed=0, **json.loads(sys.argv[3]))
 wall = time.perf_counter() - t0
 print(json.dumps({"wall": wall, "compile": res.time_compile, "run": res.time_run, "converged": res.converged}))
 """
 
 
-def run(model: str, estimator: str, compiledir: str) -> dict:
+def run(model: str, estimator: str, compiledir: str, options: dict | None = None) -> dict:
+    """Wall, compile and run seconds of one estimator (with ``options``) on a model's example, in a fresh process
+    whose PyTensor and Numba caches live in ``compiledir`` (empty: a cold start; used before: warm)."""
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     env = dict(os.environ, PYTENSOR_FLAGS=f"base_compiledir={compiledir}",
+               NUMBA_CACHE_DIR=os.path.join(compiledir, "numba"),
                PYTHONPATH=os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")])))
-    out = subprocess.run([sys.executable, "-c", CHILD, model, estimator], env=env, capture_output=True, text=True,
-                         check=True)
+    out = subprocess.run([sys.executable, "-c", CHILD, model, estimator, json.dumps(options or {})], env=env,
+                         capture_output=True, text=True, check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import time
 
 import arviz as az
@@ -13,18 +14,36 @@ from .functions import functions_for
 from .result import Result, summarise_draws, warn_not_converged
 from .starts import as_generator
 
-__all__ = ["nuts"]
+__all__ = ["SAMPLERS", "check_sampler", "nuts"]
+
+
+SAMPLERS = ("pymc", "nutpie")
+
+
+def check_sampler(sampler, name: str = "sampler") -> None:
+    """Refuse a sampler that is not one of :data:`SAMPLERS`, or nutpie where it is not installed."""
+    if sampler not in SAMPLERS:
+        raise ValueError(f"{name}: expected one of {', '.join(SAMPLERS)}, got {sampler!r}")
+    if sampler == "nutpie" and importlib.util.find_spec("nutpie") is None:
+        raise ValueError(f"{name}: 'nutpie' needs the nutpie package (pip install nutpie)")
 
 
 def nuts(model, *, draws: int = 1000, tune: int = 1000, chains: int = 2, seed=None, target_accept: float = 0.9,
-         progress: bool = False, rhat_max: float = 1.01, ess_min: float = 400.0) -> Result:
-    """PyMC's NUTS: posterior means and standard deviations, with R-hat and effective sample sizes.
+         progress: bool = False, rhat_max: float = 1.01, ess_min: float = 400.0, sampler: str = "pymc") -> Result:
+    """NUTS through ``pm.sample``: posterior means and standard deviations, with R-hat and effective sample sizes.
+
+    ``sampler``: ``"pymc"`` (PyMC's own NUTS, the default) or ``"nutpie"`` (nutpie's Rust NUTS on the model's
+    Numba-compiled log density, through ``pm.sample(nuts_sampler="nutpie")``; needs the ``nutpie`` package). nutpie
+    takes fewer seconds per draw but several more to compile, so on the zoo's small models PyMC's sampler is the
+    faster of the two for 1,000 draws (``benchmarks/nuts_samplers.py`` measures both). The same seed gives the same
+    draws with either sampler; the two samplers give different draws of the same posterior.
 
     ``converged`` is True when every parameter has R-hat below ``rhat_max`` and bulk ESS above ``ess_min`` and no
     draw diverged; otherwise a ConvergenceWarning says which. R-hat, bulk and tail ESS and the Monte Carlo standard
-    error of each mean are in ``result.info``.
+    error of each mean are in ``result.info``, with the sampler's name.
     """
     check_model(model)
+    check_sampler(sampler)
     check(draws, "draws", "positive integer")
     check(tune, "tune", "non-negative integer")
     check(chains, "chains", "positive integer")
@@ -39,7 +58,8 @@ def nuts(model, *, draws: int = 1000, tune: int = 1000, chains: int = 2, seed=No
     t0 = time.perf_counter()
     with model:
         idata = pm.sample(draws=draws, tune=tune, chains=chains, cores=1, random_seed=sample_seed,
-                          target_accept=target_accept, progressbar=progress, compute_convergence_checks=False)
+                          target_accept=target_accept, progressbar=progress, compute_convergence_checks=False,
+                          nuts_sampler=sampler)
     total = time.perf_counter() - t0
     post = idata["posterior"]
     t_run = float(post.attrs.get("sampling_time", total))
@@ -56,6 +76,7 @@ def nuts(model, *, draws: int = 1000, tune: int = 1000, chains: int = 2, seed=No
             info[key][n] = np.asarray(ds[n].values, dtype=float)
     divergences = int(np.asarray(idata["sample_stats"]["diverging"].values).sum())
     info["divergences"] = divergences
+    info["sampler"] = sampler
     info["objective"] = "log density"
     worst_rhat = max(float(np.nanmax(v)) for v in info["rhat"].values())
     worst_ess = min(float(np.nanmin(v)) for v in info["ess_bulk"].values())

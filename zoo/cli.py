@@ -63,6 +63,8 @@ def _parser(specs) -> argparse.ArgumentParser:
     c.add_argument("--seed", type=int, default=0, help="seed of the estimators' randomness (default 0)")
     c.add_argument("--n-init", type=int, default=None, metavar="N",
                    help="starts for EM and the optimisers (mle, map, em, map_em); every start's final value is shown")
+    c.add_argument("--sampler", default="pymc", metavar="pymc|nutpie",
+                   help="the NUTS implementation: PyMC's own (default) or nutpie's (needs the nutpie package)")
     c.add_argument("--json", default=None, metavar="PATH", help="write every run's results as JSON")
     c.add_argument("--out", default=None, metavar="DIR", help="write figures, index.html (and the JSON if --json is "
                                                               "not given)")
@@ -185,6 +187,9 @@ def _plan(args, specs):
         raise UsageError(f"--seed: expected a non-negative integer, got {args.seed}")
     if args.n_init is not None and args.n_init < 1:
         raise UsageError(f"--n-init: expected a positive integer, got {args.n_init}")
+    from inference.mcmc import check_sampler
+
+    check_sampler(args.sampler, "--sampler")  # before any work: a ValueError is the one-line error, exit 2
     if len(set(args.models)) != len(args.models):
         raise UsageError("MODEL: a model is named twice")
     chosen = [registry.get(name) for name in args.models]
@@ -221,7 +226,9 @@ def _compare(args, specs) -> int:
         # progress bars on a terminal; elsewhere (a log, a pipe) one line per estimator as it finishes
         bars = not args.quiet and sys.stderr.isatty()
         per_estimator = None if args.quiet or bars else _estimator_line
-        options = {e: {"n_init": args.n_init} for e in ("mle", "map", "em", "map_em")} if args.n_init else None
+        options = {e: {"n_init": args.n_init} for e in ("mle", "map", "em", "map_em")} if args.n_init else {}
+        if args.sampler != "pymc":
+            options["nuts"] = {"sampler": args.sampler}
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", FutureWarning)
             warnings.simplefilter("ignore", RuntimeWarning)  # each failure is shown once, in the table below
