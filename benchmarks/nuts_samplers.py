@@ -16,25 +16,16 @@ import sys
 import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from pathfinder_vs_nuts import run  # noqa: E402
+from pathfinder_vs_nuts import nuts_models, run  # noqa: E402
 
 SAMPLERS = ("pymc", "nutpie")
 
 
 def main(argv=None) -> int:
-    from inference import default_estimators, registry
-
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", default=None, help="comma-separated models (default: those NUTS runs on)")
     args = parser.parse_args(argv)
-    if args.models:
-        models = args.models.split(",")
-    else:
-        models = []
-        for name, spec in registry.models().items():
-            ex = spec.example()
-            if "nuts" in default_estimators(spec.build(*ex.args, **ex.build_kwargs)):
-                models.append(name)
+    models = args.models.split(",") if args.models else nuts_models()
     print(f"{'model':18s} {'sampler':8s} {'cold s':>8s} {'warm s':>8s} {'warm compile':>13s} {'warm run':>9s}")
     for model in models:
         walls = {}

@@ -47,22 +47,26 @@ def run(model: str, estimator: str, compiledir: str, options: dict | None = None
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def main(argv=None) -> int:
+def nuts_models() -> list[str]:
+    """The registered models whose default list of estimators has NUTS."""
     from inference import default_estimators, registry
+
+    names = []
+    for name, spec in registry.models().items():
+        ex = spec.example()
+        if "nuts" in default_estimators(spec.build(*ex.args, **ex.build_kwargs)):
+            names.append(name)
+    return names
+
+
+def main(argv=None) -> int:
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", default=None, help="comma-separated models (default: those NUTS runs on)")
     parser.add_argument("--estimators", default=",".join(ESTIMATORS))
     args = parser.parse_args(argv)
     estimators = [e for e in args.estimators.split(",") if e]
-    if args.models:
-        models = args.models.split(",")
-    else:
-        models = []
-        for name, spec in registry.models().items():
-            ex = spec.example()
-            if "nuts" in default_estimators(spec.build(*ex.args, **ex.build_kwargs)):
-                models.append(name)
+    models = args.models.split(",") if args.models else nuts_models()
     print(f"{'model':18s} {'estimator':14s} {'cold s':>8s} {'warm s':>8s} {'warm compile':>13s} {'warm run':>9s}")
     for model in models:
         for est in estimators:
