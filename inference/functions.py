@@ -237,9 +237,17 @@ class ModelFunctions:
 
         return hess
 
-    def value(self, kind: str):
+    def value(self, kind: str, *, many_calls: bool = False):
         """f(theta) -> value of the objective ``kind`` (no gradient: EM and the sampling methods need only the
-        log-likelihood column, and a gradient graph of a large mixture takes seconds to rewrite)."""
+        log-likelihood column, and a gradient graph of a large mixture takes seconds to rewrite).
+
+        ``many_calls=True`` is for callers that score thousands of draws (Pathfinder, importance ratios): where
+        :meth:`value_and_grad` with ``many_calls`` chose the compiled backend, its value is used (compiled once and
+        shared with ADVI), else the uncompiled value alone."""
+        if many_calls:
+            vg = self.value_and_grad(kind, many_calls=True)
+            if vg is not self.value_and_grad(kind):
+                return lambda theta: float(vg(theta)[0])
 
         def build():
             fn = self._theta_function(self._objective_graph(kind))

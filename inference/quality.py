@@ -89,8 +89,7 @@ def importance_ratios(result: Result, model) -> tuple[np.ndarray, dict]:
     if "q_theta" in info:
         theta = np.asarray(info["q_theta"], dtype=float)
         logq = np.asarray(info["q_logq"], dtype=float)
-        values = [fns.constrained(t) for t in theta]
-        constrained = {n: np.stack([v[n] for v in values]) for n in fns.param_names}
+        constrained = fns.constrained_many(theta)
     elif "q_mean" in info and result.draws is not None:
         free = fns.free_names()
         flat = {n: np.asarray(result.draws[n]).reshape((-1,) + np.shape(result.draws[n])[2:]) for n in free}
@@ -106,7 +105,7 @@ def importance_ratios(result: Result, model) -> tuple[np.ndarray, dict]:
     if "q_logp" in info:
         logp = np.asarray(info["q_logp"], dtype=float)
     else:
-        logp_fn = fns.value("logp")
+        logp_fn = fns.value("logp", many_calls=True)  # a call per draw: compiled where an uncompiled one is slow
         logp = np.array([logp_fn(t) for t in theta])
     lr = logp - logq
     keep = np.isfinite(lr)  # a draw outside the density's support has ratio 0 (weight exp(-inf))
