@@ -60,3 +60,16 @@ def test_zoo_compare_sampler_flag(tmp_path, capsys):
     assert main(["compare", "normal", "--sampler", "stan"]) == 2
     err = capsys.readouterr().err.strip()
     assert err == "zoo: error: --sampler: expected one of pymc, nutpie, got 'stan'"
+
+
+def test_nutpie_missing_is_one_line_naming_the_argument(fits, monkeypatch, capsys):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "nutpie" else real(name, *a))
+    model, _ = fits
+    with pytest.raises(ValueError, match=r"^sampler: 'nutpie' needs the nutpie package \(pip install nutpie\)$"):
+        inference.nuts(model, sampler="nutpie")
+    assert main(["compare", "normal", "--sampler", "nutpie"]) == 2
+    assert capsys.readouterr().err.strip() == \
+        "zoo: error: --sampler: 'nutpie' needs the nutpie package (pip install nutpie)"
