@@ -60,7 +60,6 @@ def nuts_models() -> list[str]:
 
 
 def main(argv=None) -> int:
-
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", default=None, help="comma-separated models (default: those NUTS runs on)")
     parser.add_argument("--estimators", default=",".join(ESTIMATORS))

@@ -54,8 +54,8 @@ def test_zoo_compare_sampler_flag(tmp_path, capsys):
     assert main(["compare", "normal", "--estimators", "mle,nuts", "--sampler", "nutpie", "--quiet",
                  "--json", str(path)]) == 0
     capsys.readouterr()
-    nuts = json.loads(path.read_text())["runs"][0]["estimators"]["nuts"]
-    mle = json.loads(path.read_text())["runs"][0]["estimators"]["mle"]
+    runs = json.loads(path.read_text())["runs"][0]["estimators"]
+    nuts, mle = runs["nuts"], runs["mle"]
     assert nuts["converged"] and abs(nuts["params"]["mu"] - mle["params"]["mu"]) < 0.5 * mle["sd"]["mu"]
     assert main(["compare", "normal", "--sampler", "stan"]) == 2
     err = capsys.readouterr().err.strip()
