@@ -59,7 +59,8 @@ def posterior_tree(result: Result, model):
                 pointwise[j] = np.empty(shape + np.shape(values))
             pointwise[j][c, d] = values
     posterior = {n: np.asarray(result.draws[n]) for n in fns.param_names if n in result.draws}
-    log_lik = {rv.name: values for rv, values in zip(model.observed_RVs, pointwise)}
+    # an observed variable with no values (a missingness pattern the data do not have) holds nothing to scale
+    log_lik = {rv.name: values for rv, values in zip(model.observed_RVs, pointwise) if values.size}
     return from_dict({"posterior": posterior, "log_prior": {"prior": prior}, "log_likelihood": log_lik})
 
 

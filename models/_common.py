@@ -8,6 +8,9 @@ import pytensor
 import pytensor.tensor as pt
 from pymc.pytensorf import compile as compile_pymc
 from pymc.pytensorf import reseed_rngs
+from pytensor.compile.mode import Mode
+from pytensor.compile.sharedvalue import SharedVariable
+from pytensor.graph.basic import Constant
 from pytensor.graph.replace import graph_replace
 from scipy import optimize
 
@@ -108,7 +111,17 @@ def dist_params(model: pm.Model, name: str, expected: str) -> list[np.ndarray]:
     op = rv.owner.op
     if getattr(op, "name", None) != expected:
         raise TypeError(f"model: the hand-written EM expects a {expected} prior on {name!r}, found {op}")
-    return [np.asarray(p.eval(), dtype=float) for p in op.dist_params(rv.owner)]
+    return [_value(p) for p in op.dist_params(rv.owner)]
+
+
+def _value(var) -> np.ndarray:
+    """The number a prior's parameter holds: a constant, a data container's current value, or (an expression of
+    them) evaluated without compiling."""
+    if isinstance(var, SharedVariable):
+        return np.asarray(var.get_value(), dtype=float)
+    if isinstance(var, Constant):
+        return np.asarray(var.data, dtype=float)
+    return np.asarray(var.eval(mode=Mode(linker="py", optimizer=None)), dtype=float)
 
 
 def data_of(model: pm.Model, name: str) -> np.ndarray:

@@ -49,7 +49,9 @@ EM:
 
 from __future__ import annotations
 
+import itertools
 import warnings
+import weakref
 
 import numpy as np
 import pymc as pm
@@ -69,6 +71,7 @@ from ._common import (
     once_per_params,
     pack,
     positive,
+    simulate_from,
 )
 
 NAME = "missing_data"
@@ -80,7 +83,7 @@ MISSING_FRACTION = 0.2
 SERIES = np.array([2, np.nan, 6, 8, np.nan, 10, 12, 14, np.nan, 18])
 
 __all__ = ["SPEC", "build", "build_imputing", "em_math", "example", "factored_mle", "impute", "joint_map",
-           "patterns", "prepare", "simulate"]
+           "patterns", "prepare", "simulate", "swap_data"]
 
 
 # ------------------------------------------------------------------------------------------------ input checks
@@ -150,7 +153,7 @@ def _parameters(D, m0, s0, tau, eta):
     """Declare mu and the covariance inside the current model; returns (mu, chol matrix)."""
     mu = pm.Normal("mu", m0, s0, shape=D)
     if D == 1:
-        sigma = pm.HalfNormal("sigma", float(tau[0]))
+        sigma = pm.HalfNormal("sigma", tau[0])
         L = sigma.reshape((1, 1))
     else:
         packed = pm.LKJCholeskyCov("chol", eta=eta, n=D, sd_dist=pm.HalfNormal.dist(tau, shape=D),
@@ -171,16 +174,22 @@ def build(X, *, columns=None, mu_prior=None, sigma_prior=None, lkj_eta: float = 
     mu_prior : (mean, sd) of the Normal prior on each mean. Default (column means, 10 x column sds).
     sigma_prior : HalfNormal scale of the column sds. Default 5 x column sds.
     lkj_eta : LKJ concentration of the correlation matrix (D >= 2). Default 2.
+
+    With up to ``SLOT_COLUMNS`` columns the model declares every possible pattern, those absent from ``X`` with no
+    rows (they add nothing to the density), and holds the priors' numbers in data containers too: the model's
+    structure then depends on D alone, so :func:`swap_data` can put another data set of D columns in its place and
+    every compiled function is reused (a simulation study draws a new pattern set with every data set).
     """
     X, names = prepare(X, columns)
     n, D = X.shape
     m0, s0, tau = data_centred_priors(X, mu_prior, sigma_prior)
     eta = positive(lkj_eta, "lkj_eta")
     with pm.Model() as model:
-        mu, L = _parameters(D, m0, s0, tau, eta)
+        mu, L = _parameters(D, pm.Data("mu_prior_mean", m0), pm.Data("mu_prior_sd", s0),
+                            pm.Data("sigma_prior_scale", tau), eta)
         cov = L @ L.T
         pm.Data("shape", np.array([n, D]))
-        for g, (obs, rows) in enumerate(patterns(X)):
+        for g, (obs, rows) in enumerate(_slots(X)):
             idx = np.flatnonzero(obs)
             data = pm.Data(f"x_{g}", X[np.ix_(rows, idx)])
             pm.Data(f"rows_{g}", rows)  # where the pattern's rows and columns sit in X (EM rebuilds X from these)
@@ -188,12 +197,63 @@ def build(X, *, columns=None, mu_prior=None, sigma_prior=None, lkj_eta: float = 
             pm.MvNormal(f"obs_{g}", mu[idx], cov[np.ix_(idx, idx)], observed=data, shape=data.shape)
     options = {"columns": names, "mu_prior": (m0.tolist(), s0.tolist()), "sigma_prior": tau.tolist(),
                "lkj_eta": eta}
+    _GIVEN_PRIORS[model] = (mu_prior, sigma_prior)
+
     def math(prior, conditional_covariance: bool = True, shift=None):
         return em_math(model, prior=prior, conditional_covariance=conditional_covariance, shift=shift)
 
-    return attach(model, ModelHooks(NAME, options, em_math=math, init=lambda rng: _to_model(_init(X, rng), D),
-                                    public=["mu", "cov"], mle_check=lambda: mle_check(X),
-                                    latent_draws=lambda draws, rng: imputation_draws(X, draws, rng)))
+    return attach(model, ModelHooks(NAME, options, em_math=math,
+                                    init=lambda rng: _to_model(_init(data_from_model(model), rng), D),
+                                    public=["mu", "cov"], mle_check=lambda: mle_check(data_from_model(model)),
+                                    latent_draws=lambda draws, rng: imputation_draws(data_from_model(model), draws,
+                                                                                     rng)))
+
+
+SLOT_COLUMNS = 4  # up to 2^4 - 1 = 15 pattern slots; wider data declare only the patterns they have
+_GIVEN_PRIORS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _slots(X) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(observed column mask, row indices) per declared pattern: with up to ``SLOT_COLUMNS`` columns every
+    non-empty mask in :func:`patterns`' order (absent ones with no rows), else the patterns ``X`` has."""
+    present = patterns(X)
+    D = X.shape[1]
+    if D > SLOT_COLUMNS:
+        return present
+    rows_of = {tuple(bool(b) for b in obs): rows for obs, rows in present}
+    return [(np.array(mask), rows_of.get(mask, np.empty(0, dtype=int)))
+            for mask in itertools.product((False, True), repeat=D) if any(mask)]
+
+
+def swap_data(model: pm.Model, X):
+    """``model`` holding ``X`` instead (``pm.set_data`` of every pattern slot, and of the data-centred priors when
+    they were not given): the same as ``build(X)`` with the model's options, nothing built or compiled again.
+    None when a rebuilt model would differ in structure: a different number of columns, or more than
+    ``SLOT_COLUMNS`` columns with another set of patterns."""
+    given = _GIVEN_PRIORS.get(model)
+    hooks = hooks_for(model)
+    if given is None or hooks is None:
+        return None
+    X, _ = prepare(X, warn=True)
+    n, D = X.shape
+    if D != len(hooks.options["columns"]):
+        return None
+    slots = _slots(X)
+    g = 0
+    while f"x_{g}" in model.named_vars:
+        g += 1
+    if len(slots) != g or any(not np.array_equal(np.flatnonzero(obs), model[f"cols_{j}"].get_value())
+                              for j, (obs, _) in enumerate(slots)):
+        return None
+    m0, s0, tau = data_centred_priors(X, *given)
+    values = {"mu_prior_mean": m0, "mu_prior_sd": s0, "sigma_prior_scale": tau, "shape": np.array([n, D])}
+    for j, (obs, rows) in enumerate(slots):
+        values[f"x_{j}"] = X[np.ix_(rows, np.flatnonzero(obs))]
+        values[f"rows_{j}"] = rows
+    with model:
+        pm.set_data(values)
+    hooks.options.update({"mu_prior": (m0.tolist(), s0.tolist()), "sigma_prior": tau.tolist()})
+    return model
 
 
 def build_imputing(X, *, columns=None, mu_prior=None, sigma_prior=None, lkj_eta: float = 2.0) -> pm.Model:
@@ -231,14 +291,14 @@ def simulate(params=None, n: int = EXAMPLE_N, seed=EXAMPLE_SEED, missing: float 
         raise ValueError(f"missing: expected a fraction in [0, 1), got {missing!r}")
     mu, cov = np.asarray(params["mu"], dtype=float), np.asarray(params["cov"], dtype=float)
     D = mu.size
-    placeholder = np.random.default_rng(0).standard_normal((n, D))
-    model = build_imputing(placeholder)
     fixed = {"mu": mu}
     if D == 1:
         fixed["sigma"] = np.sqrt(cov[0, 0])
     else:
         fixed["chol"] = pack(np.linalg.cholesky(cov))
-    complete = np.asarray(pm.draw(pm.do(model, fixed)["x"], random_seed=seed)).reshape(n, D)
+    # the compiled draw is kept per (n, D): a study draws every replicate's data from it
+    complete = simulate_from(lambda: build_imputing(np.random.default_rng(0).standard_normal((n, D))), fixed, "x",
+                             seed, key=(NAME, n, D)).reshape(n, D)
     rng = np.random.default_rng(seed + 1 if isinstance(seed, (int, np.integer)) else None)
     mask = rng.random((n, D)) < missing
     full = mask.all(axis=1)
@@ -609,4 +669,5 @@ SPEC = ModelSpec(
     metrics_title="imputation RMSE per column on the masked-out truth:",
     notes=notes,
     min_n=lambda options: 4,
+    swap_data=lambda model, data: swap_data(model, data),
 )
