@@ -160,6 +160,9 @@ def build(X, k: int = 2, *, covariance_type: str = "full", w_prior: float = 2.0,
                 "initval": _start(X, k) if _initval else None} if k > 1 else {}
     with pm.Model(coords={"component": np.arange(k), "dim": np.arange(D), "dim_": np.arange(D)}) as model:
         X_data = pm.Data("X", X[:, 0] if D == 1 else X)
+        # the priors' numbers in data containers: the default ones are centred on the data, and swap_data moves them
+        m0, s0, tau = (pm.Data(name, v) for name, v in
+                       (("mu_prior_mean", m0), ("mu_prior_sd", s0), ("sigma_prior_scale", tau)))
         w = pm.Dirichlet("w", a * np.ones(k), dims="component")
         if D == 1:
             mu = pm.Normal("mu", m0[0], s0[0], dims="component", **ordering)
@@ -187,7 +190,7 @@ def build(X, k: int = 2, *, covariance_type: str = "full", w_prior: float = 2.0,
                 comps = [pm.MvNormal.dist(mu=mu[j], chol=L[j]) for j in range(k)]
                 pm.Mixture("x", w=w, comp_dists=comps, observed=X_data, shape=X_data.shape)
     options = {"k": k, "dims": D, "covariance_type": covariance_type if D > 1 else "full", "w_prior": a,
-               "mu_prior": (m0.tolist(), s0.tolist()), "sigma_prior": tau.tolist(), "lkj_eta": eta}
+               "mu_prior": (_listed(m0), _listed(s0)), "sigma_prior": _listed(tau), "lkj_eta": eta}
     public = ["w", "mu", "sigma"] if D == 1 else ["w", "mu", "cov"]
     def math(prior, reg_covar: float = 0.0, shift=None):
         return em_math(model, prior=prior, reg_covar=reg_covar, shift=shift)
@@ -200,6 +203,10 @@ def build(X, k: int = 2, *, covariance_type: str = "full", w_prior: float = 2.0,
 _GIVEN_PRIORS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
+def _listed(container) -> list:
+    return np.asarray(container.get_value(), dtype=float).tolist()
+
+
 def _start(X, k: int) -> np.ndarray:
     order = np.argsort(X[:, 0], kind="stable")
     n = X.shape[0]
@@ -210,11 +217,11 @@ def swap_data(model: pm.Model, X):
     """``model`` with its observations replaced by ``X`` (``pm.set_data``, and the ordered initial value recomputed
     as ``build`` does): the same as ``build(X, k)`` with the model's options, without building or compiling again.
 
-    None when the rebuilt model would differ in more than its data: the default priors are centred on the data, so
-    with them (``mu_prior`` or ``sigma_prior`` not given) new data mean new priors and the model must be rebuilt.
+    The default priors are centred on the data: their numbers (data containers too) move with the data, as a rebuilt
+    model's would. None for a model this module did not build.
     """
-    mu_prior, sigma_prior = _GIVEN_PRIORS.get(model, (None, None))
-    if mu_prior is None or sigma_prior is None:
+    given = _GIVEN_PRIORS.get(model)
+    if given is None:
         return None
     X = check_data(X)
     k = int(model["w"].type.shape[0])
@@ -222,8 +229,11 @@ def swap_data(model: pm.Model, X):
     if X.shape[1] != D:
         raise ValueError(f"X: expected {D} columns, got {X.shape[1]}")
     check_k(k, _distinct_rows(X), "distinct points")
+    m0, s0, tau = data_centred_priors(X, *given)
     with model:
-        pm.set_data({"X": X[:, 0] if D == 1 else X})
+        pm.set_data({"X": X[:, 0] if D == 1 else X, "mu_prior_mean": m0, "mu_prior_sd": s0,
+                     "sigma_prior_scale": tau})
+    hooks_for(model).options.update({"mu_prior": (m0.tolist(), s0.tolist()), "sigma_prior": tau.tolist()})
     first = model["mu" if D == 1 else "mu_first"]
     if model.rvs_to_initial_values.get(first) is not None:
         model.set_initval(first, _start(X, k))
