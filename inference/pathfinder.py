@@ -27,8 +27,8 @@ draw by p(theta, y) / q_path(theta) of the path that drew it, smooth the weights
 sampling (PSIS) and resample (with replacement here, so the number of draws returned is free). Paths stuck in minor modes or with poor Gaussians then get
 little weight; the PSIS k-hat of the pooled ratios is kept in ``info``.
 
-Implemented here on the zoo's own compiled log density and gradient (``functions_for(model).value_and_grad("logp")``)
-and scipy's L-BFGS-B, rather than through a library: pymc-extras' Pathfinder (0.15.1) requires PyMC < 6.4, and
+Implemented here on the zoo's own log density and gradient (``functions_for(model).value_and_grad("logp")``, and
+``score_rows`` for the draws, vectorised or compiled, so no gradient is compiled for it) and scipy's L-BFGS-B, rather than through a library: pymc-extras' Pathfinder (0.15.1) requires PyMC < 6.4, and
 BlackJAX's would bring JAX in as a dependency for one estimator.
 """
 
@@ -147,6 +147,9 @@ def single_path(logp, vg, theta0, rng, *, history: int = 6, draws: int = 1000, e
                 max_iter: int = 1000, ftol: float = 1e-12, gtol: float = 1e-9) -> dict:
     """One Pathfinder path (the paper's Algorithm 1): draws from the L-BFGS iterate's Gaussian with the best ELBO.
 
+    ``logp`` maps a (draws, N) array of unconstrained points to their log densities (one call per batch of draws);
+    ``vg`` maps one point to the value and gradient.
+
     Returns a dict with ``theta`` (draws, N), ``logq``, ``logp``, ``elbo`` (per iterate, -inf where no Gaussian
     could be formed), ``best`` (the chosen iterate), ``lbfgs`` (scipy's result) and ``grad_max`` at its end.
     """
@@ -172,7 +175,7 @@ def single_path(logp, vg, theta0, rng, *, history: int = 6, draws: int = 1000, e
         except np.linalg.LinAlgError:
             continue
         x, logq = q.sample(rng, elbo_draws)
-        lp = np.array([logp(t) for t in x])
+        lp = np.asarray(logp(x), dtype=float)
         elbo = float(np.mean(lp - logq)) if np.all(np.isfinite(lp)) else -np.inf
         elbos[l] = elbo
         if best is None or elbo > elbos[best[0]]:
@@ -181,7 +184,7 @@ def single_path(logp, vg, theta0, rng, *, history: int = 6, draws: int = 1000, e
         raise RuntimeError("pathfinder: no Gaussian approximation could be formed along the L-BFGS path "
                            f"({len(thetas) - 1} iterations: {res.message})")
     x, logq = best[1].sample(rng, draws)
-    lp = np.array([logp(t) for t in x])
+    lp = np.asarray(logp(x), dtype=float)
     return {"theta": x, "logq": logq, "logp": lp, "elbo": elbos, "best": best[0], "lbfgs": res,
             "grad_max": float(np.max(np.abs(grads[-1])))}
 
@@ -213,10 +216,10 @@ def pathfinder(model, *, seed=None, num_paths: int = 4, draws_per_path: int = 10
     rng = as_generator(seed)
     fns = functions_for(model)
     compile_before = fns.compile_seconds
-    # thousands of calls (the L-BFGS paths, every draw's log density): compiled where an uncompiled call is slow,
-    # shared with ADVI
-    vg = fns.value_and_grad("logp", many_calls=True)
-    logp = fns.value("logp", many_calls=True)
+    # thousands of draws to score: vectorised where that is fast, else the value alone compiled; the L-BFGS paths
+    # take a few hundred gradients, cheaper uncompiled than a gradient's compilation (tens of seconds cold)
+    logp = fns.score_rows("logp")
+    vg = fns.value_and_grad("logp")
     fns.value("loglik")
     fns.constrained(fns.initial_theta)
     t_compile = fns.compile_seconds - compile_before

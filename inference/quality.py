@@ -105,8 +105,7 @@ def importance_ratios(result: Result, model) -> tuple[np.ndarray, dict]:
     if "q_logp" in info:
         logp = np.asarray(info["q_logp"], dtype=float)
     else:
-        logp_fn = fns.value("logp", many_calls=True)  # a call per draw: compiled where an uncompiled one is slow
-        logp = np.array([logp_fn(t) for t in theta])
+        logp = fns.score_rows("logp")(theta)  # vectorised, or compiled where an uncompiled call is slow
     lr = logp - logq
     keep = np.isfinite(lr)  # a draw outside the density's support has ratio 0 (weight exp(-inf))
     if not keep.all():

@@ -120,3 +120,20 @@ def test_compiled_backend_agrees_with_the_python_one_and_follows_swapped_data():
         fns.value_and_grad("loglik")(np.zeros(3))
     with pytest.raises(ValueError, match="^backend: expected one of"):
         functions_for(model, "fast")
+
+
+@pytest.mark.parametrize("name", ["normal", "gaussian_mixture", "hmm"])
+def test_vectorised_scoring_equals_one_call_per_row(name):
+    from inference import registry
+
+    spec = registry.get(name)
+    ex = spec.example()
+    fns = functions_for(spec.build(*ex.args, **ex.build_kwargs))
+    thetas = fns.initial_theta + 0.1 * np.random.default_rng(0).standard_normal((fns.ROWS_PER_CALL + 7, fns.size))
+    one = fns.value("logp")
+    expected = np.array([one(t) for t in thetas])
+    np.testing.assert_allclose(fns.value_rows("logp")(thetas), expected, rtol=1e-12)  # two blocks, the last short
+    np.testing.assert_allclose(fns.score_rows("logp")(thetas), expected, rtol=1e-12)
+    assert fns.value_rows("logp")(thetas[:0]).shape == (0,)
+    with pytest.raises(ValueError, match=r"thetas: expected rows of \d+ values"):
+        fns.value_rows("logp")(thetas[:, :-1])
