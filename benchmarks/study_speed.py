@@ -8,7 +8,7 @@
    50), wall time including the study's own setup. An estimator taking over ``--seconds / 2`` per replicate is timed
    on the warm-up's second replicate instead (its fit alone).
 
-    python benchmarks/study_speed.py [--jobs 2] [--reps 2000] [--skip-models] [--only-models]
+    python benchmarks/study_speed.py [--jobs 2] [--reps 2000] [--skip-models] [--only-models] [--models a,b]
 
 Run it warm (a second time) so PyTensor's compilation cache is filled; it is never run as a timed test.
 """
@@ -51,7 +51,7 @@ def normal_against_compare(reps: int, jobs: int) -> None:
     print(f"ratio: {many / one:.1f} (goal: under 10)", flush=True)
 
 
-def rates_per_model(seconds: float) -> None:
+def rates_per_model(seconds: float, only=None) -> None:
     import numpy as np
 
     from inference import registry
@@ -62,6 +62,8 @@ def rates_per_model(seconds: float) -> None:
           f"{NUTS['tune']} tuning steps, other estimators with their defaults:")
     print(f"  {'model':18s} {'n':>4s}  {'fastest':24s} {'slowest':24s} {'replicates timed':s}")
     for name, spec in registry.models().items():
+        if only and name not in only:
+            continue
         example = spec.example()
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -96,12 +98,13 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=2.0, help="about how long each timed small study runs")
     parser.add_argument("--skip-models", action="store_true", help="only the normal study against compare")
     parser.add_argument("--only-models", action="store_true", help="only the replicates per second per model")
+    parser.add_argument("--models", default="", help="comma-separated models for the replicates per second (default all)")
     args = parser.parse_args()
     warnings.simplefilter("ignore")
     if not args.only_models:
         normal_against_compare(args.reps, args.jobs)
     if not args.skip_models:
-        rates_per_model(args.seconds)
+        rates_per_model(args.seconds, [m for m in args.models.split(",") if m])
 
 
 if __name__ == "__main__":
