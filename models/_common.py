@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import weakref
+
 import numpy as np
 import pymc as pm
 import pytensor
@@ -14,11 +16,12 @@ from pytensor.graph.basic import Constant
 from pytensor.graph.replace import graph_replace
 from scipy import optimize
 
-from inference.base import Example
+from inference.base import Example, hooks_for
 from inference.checks import check
 
-__all__ = ["Example", "as_vector", "check_k", "check_n", "data_of", "dirichlet_map", "dist_params",
-           "halfnormal_scale_map", "normal_mean_map", "positive", "simulate_from"]
+__all__ = ["PRIOR_CONTAINERS", "Example", "as_vector", "check_k", "check_n", "data_of", "dirichlet_map",
+           "dist_params", "halfnormal_scale_map", "normal_mean_map", "positive", "prior_containers", "simulate_from",
+           "swapped_priors"]
 
 
 MAX_EXACT_INTEGER = 2.0**53
@@ -157,6 +160,30 @@ def simulate_from(model, params: dict, observed: str, seed, *, key=None) -> np.n
     fn, rngs = sampler
     reseed_rngs(rngs, seed)
     return np.array(fn(), copy=True)
+
+
+# Data-centred default priors held in data containers (the mixture, the missing-data model), so that swap_data
+# moves them with the data as a rebuilt model's would
+PRIOR_CONTAINERS = ("mu_prior_mean", "mu_prior_sd", "sigma_prior_scale")
+_GIVEN_PRIORS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def prior_containers(model: pm.Model, values, mu_prior, sigma_prior) -> tuple:
+    """Inside ``model``'s context: the (m0, s0, tau) of :func:`data_centred_priors` as the data containers
+    ``PRIOR_CONTAINERS``, remembering which priors were given (:func:`swapped_priors` recentres the others)."""
+    _GIVEN_PRIORS[model] = (mu_prior, sigma_prior)
+    return tuple(pm.Data(name, np.asarray(v, dtype=float)) for name, v in zip(PRIOR_CONTAINERS, values))
+
+
+def swapped_priors(model: pm.Model, X) -> dict | None:
+    """For swap_data: the prior containers' values for data ``X`` (the given priors, or the defaults centred on
+    ``X``), with the model's options updated to them; None for a model without such containers."""
+    given, hooks = _GIVEN_PRIORS.get(model), hooks_for(model)
+    if given is None or hooks is None:
+        return None
+    m0, s0, tau = data_centred_priors(X, *given)
+    hooks.options.update({"mu_prior": (m0.tolist(), s0.tolist()), "sigma_prior": tau.tolist()})
+    return dict(zip(PRIOR_CONTAINERS, (m0, s0, tau)))
 
 
 def data_centred_priors(X, mu_prior, sigma_prior):

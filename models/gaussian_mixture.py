@@ -39,7 +39,6 @@ error naming the component, not a silent NaN.
 
 from __future__ import annotations
 
-import weakref
 
 import numpy as np
 import pymc as pm
@@ -64,7 +63,9 @@ from ._common import (
     once_per_params,
     pack,
     positive,
+    prior_containers,
     simulate_from,
+    swapped_priors,
     unpack,
 )
 
@@ -161,8 +162,7 @@ def build(X, k: int = 2, *, covariance_type: str = "full", w_prior: float = 2.0,
     with pm.Model(coords={"component": np.arange(k), "dim": np.arange(D), "dim_": np.arange(D)}) as model:
         X_data = pm.Data("X", X[:, 0] if D == 1 else X)
         # the priors' numbers in data containers: the default ones are centred on the data, and swap_data moves them
-        m0, s0, tau = (pm.Data(name, v) for name, v in
-                       (("mu_prior_mean", m0), ("mu_prior_sd", s0), ("sigma_prior_scale", tau)))
+        m0, s0, tau = prior_containers(model, (m0, s0, tau), mu_prior, sigma_prior)
         w = pm.Dirichlet("w", a * np.ones(k), dims="component")
         if D == 1:
             mu = pm.Normal("mu", m0[0], s0[0], dims="component", **ordering)
@@ -195,12 +195,8 @@ def build(X, k: int = 2, *, covariance_type: str = "full", w_prior: float = 2.0,
     def math(prior, reg_covar: float = 0.0, shift=None):
         return em_math(model, prior=prior, reg_covar=reg_covar, shift=shift)
 
-    _GIVEN_PRIORS[model] = (mu_prior, sigma_prior)
     return attach(model, ModelHooks(NAME, options, em_math=math, init=lambda rng: _model_init(model, rng),
                                     align=align, public=public, skip={} if D == 1 else dict(SKIP_MULTIVARIATE)))
-
-
-_GIVEN_PRIORS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 def _listed(container) -> list:
@@ -220,8 +216,7 @@ def swap_data(model: pm.Model, X):
     The default priors are centred on the data: their numbers (data containers too) move with the data, as a rebuilt
     model's would. None for a model this module did not build.
     """
-    given = _GIVEN_PRIORS.get(model)
-    if given is None:
+    if hooks_for(model) is None or "mu_prior_mean" not in model.named_vars:
         return None
     X = check_data(X)
     k = int(model["w"].type.shape[0])
@@ -229,11 +224,8 @@ def swap_data(model: pm.Model, X):
     if X.shape[1] != D:
         raise ValueError(f"X: expected {D} columns, got {X.shape[1]}")
     check_k(k, _distinct_rows(X), "distinct points")
-    m0, s0, tau = data_centred_priors(X, *given)
     with model:
-        pm.set_data({"X": X[:, 0] if D == 1 else X, "mu_prior_mean": m0, "mu_prior_sd": s0,
-                     "sigma_prior_scale": tau})
-    hooks_for(model).options.update({"mu_prior": (m0.tolist(), s0.tolist()), "sigma_prior": tau.tolist()})
+        pm.set_data({"X": X[:, 0] if D == 1 else X, **swapped_priors(model, X)})
     first = model["mu" if D == 1 else "mu_first"]
     if model.rvs_to_initial_values.get(first) is not None:
         model.set_initval(first, _start(X, k))

@@ -51,7 +51,6 @@ from __future__ import annotations
 
 import itertools
 import warnings
-import weakref
 
 import numpy as np
 import pymc as pm
@@ -71,7 +70,9 @@ from ._common import (
     once_per_params,
     pack,
     positive,
+    prior_containers,
     simulate_from,
+    swapped_priors,
 )
 
 NAME = "missing_data"
@@ -185,8 +186,7 @@ def build(X, *, columns=None, mu_prior=None, sigma_prior=None, lkj_eta: float = 
     m0, s0, tau = data_centred_priors(X, mu_prior, sigma_prior)
     eta = positive(lkj_eta, "lkj_eta")
     with pm.Model() as model:
-        mu, L = _parameters(D, pm.Data("mu_prior_mean", m0), pm.Data("mu_prior_sd", s0),
-                            pm.Data("sigma_prior_scale", tau), eta)
+        mu, L = _parameters(D, *prior_containers(model, (m0, s0, tau), mu_prior, sigma_prior), eta)
         cov = L @ L.T
         pm.Data("shape", np.array([n, D]))
         for g, (obs, rows) in enumerate(_slots(X)):
@@ -197,7 +197,6 @@ def build(X, *, columns=None, mu_prior=None, sigma_prior=None, lkj_eta: float = 
             pm.MvNormal(f"obs_{g}", mu[idx], cov[np.ix_(idx, idx)], observed=data, shape=data.shape)
     options = {"columns": names, "mu_prior": (m0.tolist(), s0.tolist()), "sigma_prior": tau.tolist(),
                "lkj_eta": eta}
-    _GIVEN_PRIORS[model] = (mu_prior, sigma_prior)
 
     def math(prior, conditional_covariance: bool = True, shift=None):
         return em_math(model, prior=prior, conditional_covariance=conditional_covariance, shift=shift)
@@ -210,7 +209,6 @@ def build(X, *, columns=None, mu_prior=None, sigma_prior=None, lkj_eta: float = 
 
 
 SLOT_COLUMNS = 4  # up to 2^4 - 1 = 15 pattern slots; wider data declare only the patterns they have
-_GIVEN_PRIORS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 def _slots(X) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -230,9 +228,8 @@ def swap_data(model: pm.Model, X):
     they were not given): the same as ``build(X)`` with the model's options, nothing built or compiled again.
     None when a rebuilt model would differ in structure: a different number of columns, or more than
     ``SLOT_COLUMNS`` columns with another set of patterns."""
-    given = _GIVEN_PRIORS.get(model)
     hooks = hooks_for(model)
-    if given is None or hooks is None:
+    if hooks is None or "mu_prior_mean" not in model.named_vars:
         return None
     X, _ = prepare(X, warn=True)
     n, D = X.shape
@@ -245,14 +242,12 @@ def swap_data(model: pm.Model, X):
     if len(slots) != g or any(not np.array_equal(np.flatnonzero(obs), model[f"cols_{j}"].get_value())
                               for j, (obs, _) in enumerate(slots)):
         return None
-    m0, s0, tau = data_centred_priors(X, *given)
-    values = {"mu_prior_mean": m0, "mu_prior_sd": s0, "sigma_prior_scale": tau, "shape": np.array([n, D])}
+    values = {**swapped_priors(model, X), "shape": np.array([n, D])}
     for j, (obs, rows) in enumerate(slots):
         values[f"x_{j}"] = X[np.ix_(rows, np.flatnonzero(obs))]
         values[f"rows_{j}"] = rows
     with model:
         pm.set_data(values)
-    hooks.options.update({"mu_prior": (m0.tolist(), s0.tolist()), "sigma_prior": tau.tolist()})
     return model
 
 
