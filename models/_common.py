@@ -20,8 +20,8 @@ from inference.base import Example, hooks_for
 from inference.checks import check
 
 __all__ = ["PRIOR_CONTAINERS", "Example", "as_vector", "check_k", "check_n", "data_of", "dirichlet_map",
-           "dist_params", "halfnormal_scale_map", "normal_mean_map", "positive", "prior_containers", "simulate_from",
-           "swapped_priors"]
+           "dist_params", "halfnormal_scale_map", "has_prior_containers", "normal_mean_map", "positive",
+           "prior_containers", "prior_options", "simulate_from", "swapped_priors"]
 
 
 MAX_EXACT_INTEGER = 2.0**53
@@ -175,14 +175,21 @@ def prior_containers(model: pm.Model, values, mu_prior, sigma_prior) -> tuple:
     return tuple(pm.Data(name, np.asarray(v, dtype=float)) for name, v in zip(PRIOR_CONTAINERS, values))
 
 
-def swapped_priors(model: pm.Model, X) -> dict | None:
-    """For swap_data: the prior containers' values for data ``X`` (the given priors, or the defaults centred on
-    ``X``), with the model's options updated to them; None for a model without such containers."""
-    given, hooks = _GIVEN_PRIORS.get(model), hooks_for(model)
-    if given is None or hooks is None:
-        return None
-    m0, s0, tau = data_centred_priors(X, *given)
-    hooks.options.update({"mu_prior": (m0.tolist(), s0.tolist()), "sigma_prior": tau.tolist()})
+def has_prior_containers(model: pm.Model) -> bool:
+    """True for a model whose priors :func:`prior_containers` declared (and whose hooks are attached)."""
+    return model in _GIVEN_PRIORS and hooks_for(model) is not None
+
+
+def prior_options(m0, s0, tau) -> dict:
+    """The ``mu_prior`` and ``sigma_prior`` entries of a model's options, as plain lists."""
+    return {"mu_prior": (np.asarray(m0).tolist(), np.asarray(s0).tolist()), "sigma_prior": np.asarray(tau).tolist()}
+
+
+def swapped_priors(model: pm.Model, X) -> dict:
+    """For swap_data on a model with :func:`has_prior_containers`: the prior containers' values for data ``X`` (the
+    given priors, or the defaults centred on ``X``), with the model's options updated to them."""
+    m0, s0, tau = data_centred_priors(X, *_GIVEN_PRIORS[model])
+    hooks_for(model).options.update(prior_options(m0, s0, tau))
     return dict(zip(PRIOR_CONTAINERS, (m0, s0, tau)))
 
 

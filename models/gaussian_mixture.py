@@ -39,7 +39,6 @@ error naming the component, not a silent NaN.
 
 from __future__ import annotations
 
-
 import numpy as np
 import pymc as pm
 import pytensor.tensor as pt
@@ -62,8 +61,10 @@ from ._common import (
     normal_mean_map,
     once_per_params,
     pack,
+    has_prior_containers,
     positive,
     prior_containers,
+    prior_options,
     simulate_from,
     swapped_priors,
     unpack,
@@ -155,6 +156,7 @@ def build(X, k: int = 2, *, covariance_type: str = "full", w_prior: float = 2.0,
     a = positive(w_prior, "w_prior")
     m0, s0, tau = data_centred_priors(X, mu_prior, sigma_prior)
     eta = positive(lkj_eta, "lkj_eta")
+    priors = prior_options(m0, s0, tau)
     # components ordered by their first mean coordinate (identifiability); an ordered start, since the default one
     # (all equal) is outside the transform's support
     ordering = {"transform": pm.distributions.transforms.ordered,
@@ -190,17 +192,13 @@ def build(X, k: int = 2, *, covariance_type: str = "full", w_prior: float = 2.0,
                 comps = [pm.MvNormal.dist(mu=mu[j], chol=L[j]) for j in range(k)]
                 pm.Mixture("x", w=w, comp_dists=comps, observed=X_data, shape=X_data.shape)
     options = {"k": k, "dims": D, "covariance_type": covariance_type if D > 1 else "full", "w_prior": a,
-               "mu_prior": (_listed(m0), _listed(s0)), "sigma_prior": _listed(tau), "lkj_eta": eta}
+               **priors, "lkj_eta": eta}
     public = ["w", "mu", "sigma"] if D == 1 else ["w", "mu", "cov"]
     def math(prior, reg_covar: float = 0.0, shift=None):
         return em_math(model, prior=prior, reg_covar=reg_covar, shift=shift)
 
     return attach(model, ModelHooks(NAME, options, em_math=math, init=lambda rng: _model_init(model, rng),
                                     align=align, public=public, skip={} if D == 1 else dict(SKIP_MULTIVARIATE)))
-
-
-def _listed(container) -> list:
-    return np.asarray(container.get_value(), dtype=float).tolist()
 
 
 def _start(X, k: int) -> np.ndarray:
@@ -216,7 +214,7 @@ def swap_data(model: pm.Model, X):
     The default priors are centred on the data: their numbers (data containers too) move with the data, as a rebuilt
     model's would. None for a model this module did not build.
     """
-    if hooks_for(model) is None or "mu_prior_mean" not in model.named_vars:
+    if not has_prior_containers(model):
         return None
     X = check_data(X)
     k = int(model["w"].type.shape[0])

@@ -69,8 +69,10 @@ from ._common import (
     normal_mean_map,
     once_per_params,
     pack,
+    has_prior_containers,
     positive,
     prior_containers,
+    prior_options,
     simulate_from,
     swapped_priors,
 )
@@ -195,8 +197,7 @@ def build(X, *, columns=None, mu_prior=None, sigma_prior=None, lkj_eta: float = 
             pm.Data(f"rows_{g}", rows)  # where the pattern's rows and columns sit in X (EM rebuilds X from these)
             pm.Data(f"cols_{g}", idx)
             pm.MvNormal(f"obs_{g}", mu[idx], cov[np.ix_(idx, idx)], observed=data, shape=data.shape)
-    options = {"columns": names, "mu_prior": (m0.tolist(), s0.tolist()), "sigma_prior": tau.tolist(),
-               "lkj_eta": eta}
+    options = {"columns": names, **prior_options(m0, s0, tau), "lkj_eta": eta}
 
     def math(prior, conditional_covariance: bool = True, shift=None):
         return em_math(model, prior=prior, conditional_covariance=conditional_covariance, shift=shift)
@@ -228,19 +229,15 @@ def swap_data(model: pm.Model, X):
     they were not given): the same as ``build(X)`` with the model's options, nothing built or compiled again.
     None when a rebuilt model would differ in structure: a different number of columns, or more than
     ``SLOT_COLUMNS`` columns with another set of patterns."""
-    hooks = hooks_for(model)
-    if hooks is None or "mu_prior_mean" not in model.named_vars:
+    if not has_prior_containers(model):
         return None
     X, _ = prepare(X, warn=True)
     n, D = X.shape
-    if D != len(hooks.options["columns"]):
+    if D != len(hooks_for(model).options["columns"]):
         return None
-    slots = _slots(X)
-    g = 0
-    while f"x_{g}" in model.named_vars:
-        g += 1
-    if len(slots) != g or any(not np.array_equal(np.flatnonzero(obs), model[f"cols_{j}"].get_value())
-                              for j, (obs, _) in enumerate(slots)):
+    slots, declared = _slots(X), _slot_columns(model)
+    if len(slots) != len(declared) or any(not np.array_equal(np.flatnonzero(obs), cols)
+                                          for (obs, _), cols in zip(slots, declared)):
         return None
     values = {**swapped_priors(model, X), "shape": np.array([n, D])}
     for j, (obs, rows) in enumerate(slots):
@@ -370,13 +367,18 @@ def data_from_model(model: pm.Model) -> np.ndarray:
     """The (n, D) data matrix, NaN where missing, rebuilt from the model's pattern containers."""
     n, D = (int(v) for v in model["shape"].get_value())
     X = np.full((n, D), np.nan)
-    g = 0
-    while f"x_{g}" in model.named_vars:
+    for g, cols in enumerate(_slot_columns(model)):
         rows = np.asarray(model[f"rows_{g}"].get_value(), dtype=int)
-        cols = np.asarray(model[f"cols_{g}"].get_value(), dtype=int)
         X[np.ix_(rows, cols)] = model[f"x_{g}"].get_value()
-        g += 1
     return X
+
+
+def _slot_columns(model: pm.Model) -> list[np.ndarray]:
+    """The observed columns of every pattern slot the model declares, in slot order."""
+    out = []
+    while f"cols_{len(out)}" in model.named_vars:
+        out.append(np.asarray(model[f"cols_{len(out)}"].get_value(), dtype=int))
+    return out
 
 
 def _prepare(X, shift):
