@@ -540,30 +540,35 @@ def joint_map(model: pm.Model, **em_kwargs):
 
 def imputation_draws(X, draws: dict, rng) -> dict:
     """``x_unobserved`` draws (chain, draw, missing entries in row-major order) given draws of ``mu`` and ``cov``:
-    for every posterior draw, each row's missing entries from their conditional normal given its observed ones."""
+    for every posterior draw, each row's missing entries from their conditional normal given its observed ones.
+
+    Vectorised over the draws, one missingness pattern at a time. The standard normal variates are those a loop over
+    the draws and then the patterns would take (a block of rows x missing columns each), drawn in one call."""
     mu_d, cov_d = np.asarray(draws["mu"], dtype=float), np.asarray(draws["cov"], dtype=float)
     chains, n_draws = mu_d.shape[:2]
+    D = X.shape[1]
+    mu_d, cov_d = mu_d.reshape(-1, D), cov_d.reshape(-1, D, D)
     mask = np.isnan(X)
-    out = np.empty((chains, n_draws, int(mask.sum())))
-    for c in range(chains):
-        for d in range(n_draws):
-            mu, cov = mu_d[c, d], cov_d[c, d]
-            filled = X.copy()
-            for obs, rows in patterns(X):
-                m, o = np.flatnonzero(~obs), np.flatnonzero(obs)
-                if m.size == 0:
-                    continue
-                if o.size:
-                    S_mo = cov[np.ix_(m, o)]
-                    B = np.linalg.solve(cov[np.ix_(o, o)], S_mo.T).T
-                    mean = mu[m] + (X[np.ix_(rows, o)] - mu[o]) @ B.T
-                    C = cov[np.ix_(m, m)] - B @ S_mo.T
-                else:
-                    mean, C = np.broadcast_to(mu[m], (rows.size, m.size)), cov[np.ix_(m, m)]
-                L = np.linalg.cholesky(0.5 * (C + C.T))
-                filled[np.ix_(rows, m)] = mean + rng.standard_normal((rows.size, m.size)) @ L.T
-            out[c, d] = filled[mask]
-    return {"x_unobserved": out}
+    position = np.full(X.shape, -1)
+    position[mask] = np.arange(int(mask.sum()))  # each missing entry's place in the row-major output
+    groups = [(np.flatnonzero(~obs), np.flatnonzero(obs), rows) for obs, rows in patterns(X) if not obs.all()]
+    z = rng.standard_normal((len(mu_d), sum(rows.size * m.size for m, _, rows in groups)))
+    out = np.empty((len(mu_d), int(mask.sum())))
+    start = 0
+    for m, o, rows in groups:
+        eps = z[:, start:start + rows.size * m.size].reshape(-1, rows.size, m.size)
+        start += rows.size * m.size
+        S_mm = cov_d[:, m[:, None], m]
+        if o.size:
+            S_om = cov_d[:, o[:, None], m]
+            B = np.linalg.solve(cov_d[:, o[:, None], o], S_om)  # (draws, |O|, |M|): the regression of x_M on x_O
+            mean = mu_d[:, None, m] + (X[np.ix_(rows, o)][None] - mu_d[:, None, o]) @ B
+            C = S_mm - S_om.transpose(0, 2, 1) @ B
+        else:
+            mean, C = mu_d[:, None, m], S_mm
+        L = np.linalg.cholesky(0.5 * (C + C.transpose(0, 2, 1)))
+        out[:, position[np.ix_(rows, m)].ravel()] = (mean + eps @ L.transpose(0, 2, 1)).reshape(len(mu_d), -1)
+    return {"x_unobserved": out.reshape(chains, n_draws, -1)}
 
 
 def impute(X, params) -> np.ndarray:

@@ -176,6 +176,31 @@ def test_imputation_draws_have_the_conditional_moments():
     assert x[:, col].var() == pytest.approx(var, rel=0.05)
 
 
+def test_imputation_draws_equal_one_conditional_draw_per_posterior_draw():
+    # the vectorised draws are those of the plain loop: per posterior draw, per pattern, x_M = mean + L eps with
+    # L the Cholesky factor of the conditional covariance, eps taken from the generator in that order
+    X = small_incomplete()
+    rng = np.random.default_rng(3)
+    mu = rng.standard_normal((2, 5, 3))
+    A = rng.standard_normal((2, 5, 3, 3))
+    cov = A @ A.transpose(0, 1, 3, 2) + np.eye(3)
+    got = md.imputation_draws(X, {"mu": mu, "cov": cov}, np.random.default_rng(7))["x_unobserved"]
+    gen = np.random.default_rng(7)
+    for c in range(2):
+        for d in range(5):
+            filled = X.copy()
+            for obs, rows in md.patterns(X):
+                m, o = np.flatnonzero(~obs), np.flatnonzero(obs)
+                if m.size == 0:
+                    continue
+                S, mean = cov[c, d], mu[c, d]
+                B = S[np.ix_(m, o)] @ np.linalg.inv(S[np.ix_(o, o)])
+                cond_mean = mean[m] + (X[np.ix_(rows, o)] - mean[o]) @ B.T
+                L = np.linalg.cholesky(S[np.ix_(m, m)] - B @ S[np.ix_(o, m)])
+                eps = gen.standard_normal((rows.size, m.size))
+                filled[np.ix_(rows, m)] = cond_mean + eps @ L.T
+            np.testing.assert_allclose(got[c, d], filled[np.isnan(X)], rtol=1e-10, atol=1e-12)
+    assert got.shape == (2, 5, int(np.isnan(X).sum()))
 @pytest.mark.parametrize("X, message", [
     (np.array([[1.0, np.nan], [2.0, np.nan], [3.0, np.nan]]), "X: column 'x1' is entirely missing"),
     (np.array([[1.0, np.inf], [2.0, 1.0]]), "X: column 'x1' has an infinite value"),
