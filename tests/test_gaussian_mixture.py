@@ -162,6 +162,22 @@ def test_sufficient_statistics_match_naive_sums():
     np.testing.assert_allclose(sxx, np.einsum("kn,ni,nj->kij", r, X, X))
 
 
+def test_fused_blocked_statistics_equal_the_two_passes(monkeypatch):
+    monkeypatch.setattr(gm, "BLOCK_ROWS", 64)  # 1,000 rows: 16 blocks, the last one short
+    rng = np.random.default_rng(2)
+    X = rng.standard_normal((1000, 3)) * [1.0, 2.0, 0.5] + [0.0, 1.0, -1.0]
+    X[0] = [40.0, -40.0, 40.0]  # far from every component: the log-sum-exp must stay finite
+    p = {"w": TRUTH3["w"], "mu": TRUTH3["mu"], "cov": TRUTH3["cov"]}
+    F = gm.quadratic_features(X)
+    C = gm._coefficients(p["w"], p["mu"], p["cov"])
+    lse, resp = gm.log_responsibilities(C @ F)
+    S, loglik = gm.fused_statistics(C, F)
+    np.testing.assert_allclose(S, resp @ F.T, rtol=1e-12, atol=1e-12 * np.abs(resp @ F.T).max())
+    assert np.isfinite(loglik) and loglik == pytest.approx(float(lse.sum()), rel=1e-13)
+    nk, sx, sxx = gm._unpack_stats(S, 3)
+    np.testing.assert_allclose(nk.sum(), 1000.0, rtol=1e-13)  # responsibilities sum to one on every row
+
+
 def test_alignment_to_truth_and_by_ordering(one_d):
     ex, model = one_d
     res = inference.em(model, init=start_1d(ex.data))
