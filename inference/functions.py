@@ -20,6 +20,13 @@ model); ``"compiled"`` is PyTensor's default backend (Numba): seconds to compile
 under a second from PyTensor's cache, then a few microseconds per call. One fit on one data set gains nothing from
 compiling, a simulation study running the same functions on thousands of data sets gains 10 to 50 times per call.
 Both run the same rewritten graph; their results agree to round-off.
+
+The compiled log density of the unconstrained values (``"logp"``, the density NUTS and VI see) is PyMC's own
+``model.logp_dlogp_function``, compiled once per model (:meth:`ModelFunctions.shared_density`) and shared by every
+estimator that needs it compiled: ADVI's thousands of steps, Pathfinder's and the importance ratios' scoring of
+draws where an uncompiled call is slow, and NUTS, whose ``pm.sample`` calls get copies of it
+(:func:`share_compiled_density`). On the missing-data model that is one Numba compilation of its gradient instead of
+three (87 + 32 + 11 s on an empty cache).
 """
 
 from __future__ import annotations
@@ -35,7 +42,7 @@ from pytensor.compile.mode import Mode
 from pytensor.gradient import grad, jacobian
 from pytensor.graph.replace import graph_replace
 
-__all__ = ["BACKENDS", "ModelFunctions", "functions_for"]
+__all__ = ["BACKENDS", "ModelFunctions", "functions_for", "share_compiled_density"]
 
 _CACHE: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
@@ -44,7 +51,8 @@ _CACHE: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 # times per fit (4 gradients per parameter for a Hessian), where a Numba compilation (5 to 20 seconds per new graph
 # on a cold cache) would dominate. With many parameters (a model that imputes hundreds of missing values) the
 # Hessian needs thousands of calls and the compiled backend pays for itself, as it does for ADVI's thousands of
-# steps when one uncompiled call is slow (``value_and_grad(..., many_calls=True)``). NUTS uses PyMC's own.
+# steps when one uncompiled call is slow (``value_and_grad(..., many_calls=True)``). NUTS uses PyMC's own, which is
+# the one compiled log density those callers share (``ModelFunctions.shared_density``).
 PY_MODE = Mode(linker="py", optimizer="fast_run").excluding("fusion", "inplace")
 PY_MODE_MAX_PARAMETERS = 40
 BACKENDS = ("auto", "python", "compiled")
@@ -70,6 +78,36 @@ def functions_for(model, backend: str | None = None) -> ModelFunctions:
         fns.mode = PY_MODE if backend == "python" else None
         fns._compiled.clear()
     return fns
+
+
+def share_compiled_density(model) -> None:
+    """Let ``model.logp_dlogp_function`` compile once per set of arguments, not on every call.
+
+    PyMC compiles ``model.logp_dlogp_function`` anew for each ``pm.sample`` of a mutable model (its graph could have
+    changed); for the zoo's models only the data change between calls (a simulation study swaps each replicate's data
+    in with ``pm.set_data``), and the compiled function reads them at every call. The first compilation is kept and
+    each call gets a copy with its own runtime state (``ValueGradFunction.copy``, what PyMC's frozen models do), so
+    the draws are those a fresh compilation gives. :meth:`ModelFunctions.shared_density` asks for the same
+    function as ``pm.sample``'s NUTS initialisation, so ADVI, Pathfinder and NUTS share one compilation.
+    """
+    if "logp_dlogp_function" in vars(model):  # already done
+        return
+    compile_once = model.logp_dlogp_function
+    kept: dict = {}
+
+    def logp_dlogp_function(grad_vars=None, tempered=False, initial_point=None, ravel_inputs=None, **kwargs):
+        if initial_point is None:
+            initial_point = model.initial_point(0)
+        key = (None if grad_vars is None else tuple(grad_vars), tempered, ravel_inputs, repr(sorted(kwargs.items())))
+        fn = kept.get(key)
+        if fn is None:
+            fn = kept[key] = compile_once(grad_vars=grad_vars, tempered=tempered, initial_point=initial_point,
+                                          ravel_inputs=ravel_inputs, **kwargs)
+        fn = fn.copy()
+        fn.set_extra_values(initial_point)
+        return fn
+
+    model.logp_dlogp_function = logp_dlogp_function
 
 
 @dataclass
@@ -138,8 +176,11 @@ class ModelFunctions:
         """f(theta) -> outputs, compiled with this model's backend (or ``mode``) and called without PyTensor's
         per-call input checks (a study calls it hundreds of thousands of times): theta is checked and made a
         contiguous float64 vector here, which is all the input filtering would do."""
-        fn = pytensor.function([self.theta], outputs, on_unused_input="ignore",
-                               mode=self.mode if mode is self._MODEL_MODE else mode)
+        return self._unchecked_call(pytensor.function([self.theta], outputs, on_unused_input="ignore",
+                                                      mode=self.mode if mode is self._MODEL_MODE else mode))
+
+    def _unchecked_call(self, fn):
+        """f(theta) calling the compiled ``fn`` of one flat input with PyTensor's input checks off."""
         fn.trust_input = True
         shape = (self.size,)
 
@@ -188,16 +229,38 @@ class ModelFunctions:
             g = grad(expr, self.theta, disconnected_inputs="ignore")
             return self._theta_function([expr, g], mode=mode)
 
+        if many_calls and kind == "logp" and self.mode is None:
+            return self.shared_density()
         fn = self._get(("vg", kind), lambda: build(self.mode))
         if not many_calls or self.mode is None:
             return fn
+        if not self._slow(fn, kind):
+            return fn
+        return self.shared_density() if kind == "logp" else self._get(("vg-compiled", kind), lambda: build(None))
+
+    def _slow(self, fn, kind: str) -> bool:
+        """Whether an uncompiled call of ``fn`` (the objective ``kind``) costs more than ``SLOW_CALL_SECONDS``,
+        timed once per model and objective."""
         slow = self._compiled.get(("slow", kind))
         if slow is None:
             t0 = time.perf_counter()
             for _ in range(3):
                 fn(self.initial_theta)
             slow = self._compiled[("slow", kind)] = (time.perf_counter() - t0) / 3 > self.SLOW_CALL_SECONDS
-        return self._get(("vg-compiled", kind), lambda: build(None)) if slow else fn
+        return slow
+
+    def shared_density(self):
+        """f(theta) -> (value, gradient) of ``"logp"`` (the log density of the unconstrained values, Jacobian
+        included), compiled once with PyTensor's default backend by PyMC itself: the function
+        ``model.logp_dlogp_function(ravel_inputs=True)`` that ``pm.sample`` initialises NUTS with, whose later calls
+        get copies of this compilation (:func:`share_compiled_density`). Its flat input is theta: the model's
+        continuous value variables raveled in ``model.value_vars`` order."""
+
+        def build():
+            share_compiled_density(self.model)
+            return self._unchecked_call(self.model.logp_dlogp_function(ravel_inputs=True)._pytensor_function)
+
+        return self._get(("shared", "logp"), build)
 
     SLOW_CALL_SECONDS = 5e-4
 
@@ -293,11 +356,11 @@ class ModelFunctions:
     def score_rows(self, kind: str):
         """f(thetas) -> the objective ``kind`` at every row of ``thetas``, for callers that score thousands of
         draws (Pathfinder, the importance ratios). On the uncompiled backend: :meth:`value_rows` when it costs at
-        most ``SCORE_ROW_SECONDS`` a row (the mixture 0.05 ms, the HMM 0.4 ms; measured once per model), else the
-        value alone compiled with PyTensor's default backend (a value graph compiles in a fraction of the time its
-        gradient takes: 35 s against 120 s for the missing-data model on an empty cache) and called per row. On the
-        compiled backend: the model's own compiled value, per row. The choice does not depend on which estimators
-        ran before."""
+        most ``SCORE_ROW_SECONDS`` a row (the mixture 0.05 ms, the HMM 0.4 ms; measured once per model). Otherwise a
+        compiled function called per row: for ``"logp"`` the :meth:`shared_density` (the compilation ADVI and NUTS
+        use too, so a run of several estimators compiles the model's gradient once), for another objective its value
+        alone compiled (the model's own on the compiled backend). The choice does not depend on which estimators ran
+        before."""
         fn = self._compiled.get(("score", kind))
         if fn is not None:
             return fn
@@ -310,7 +373,12 @@ class ModelFunctions:
             if (time.perf_counter() - t0) / len(block) <= self.SCORE_ROW_SECONDS:
                 self._compiled[("score", kind)] = rows
                 return rows
+        if kind == "logp":
+            shared = self.shared_density()
 
+            def one(theta):
+                return float(shared(theta)[0])
+        elif self.mode is not None:
             def build():
                 compiled = self._theta_function(self._objective_graph(kind), mode=None)
                 return lambda theta: float(compiled(theta))

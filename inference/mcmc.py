@@ -10,7 +10,7 @@ import numpy as np
 import pymc as pm
 
 from .checks import check, check_model
-from .functions import functions_for
+from .functions import functions_for, share_compiled_density
 from .result import Result, summarise_draws, warn_not_converged
 from .starts import as_generator
 
@@ -18,35 +18,6 @@ __all__ = ["SAMPLERS", "check_sampler", "nuts"]
 
 
 SAMPLERS = ("pymc", "nutpie")
-
-
-def _reuse_compiled_density(model) -> None:
-    """Let ``pm.sample`` on ``model`` compile its log density and gradient once, not on every call.
-
-    PyMC compiles ``model.logp_dlogp_function`` anew for each ``pm.sample`` of a mutable model (its graph could have
-    changed); for the zoo's models only the data change between calls (a simulation study swaps each replicate's data
-    in with ``pm.set_data``), and the compiled function reads them at every call. The first compilation is kept and
-    each call gets a copy with its own runtime state (``ValueGradFunction.copy``, what PyMC's frozen models do), so
-    the draws are those a fresh compilation gives: about 10 s saved per replicate on the missing-data model.
-    """
-    if "logp_dlogp_function" in vars(model):  # already done
-        return
-    compile_once = model.logp_dlogp_function
-    kept: dict = {}
-
-    def logp_dlogp_function(grad_vars=None, tempered=False, initial_point=None, ravel_inputs=None, **kwargs):
-        if initial_point is None:
-            initial_point = model.initial_point(0)
-        key = (None if grad_vars is None else tuple(grad_vars), tempered, ravel_inputs, repr(sorted(kwargs.items())))
-        fn = kept.get(key)
-        if fn is None:
-            fn = kept[key] = compile_once(grad_vars=grad_vars, tempered=tempered, initial_point=initial_point,
-                                          ravel_inputs=ravel_inputs, **kwargs)
-        fn = fn.copy()
-        fn.set_extra_values(initial_point)
-        return fn
-
-    model.logp_dlogp_function = logp_dlogp_function
 
 
 def check_sampler(sampler, name: str = "sampler") -> None:
@@ -85,7 +56,7 @@ def nuts(model, *, draws: int = 1000, tune: int = 1000, chains: int = 2, seed=No
     sample_seed = int(rng.integers(0, 2**31 - 1))
     fns = functions_for(model)
     if sampler == "pymc":
-        _reuse_compiled_density(model)
+        share_compiled_density(model)  # the compilation ADVI and Pathfinder made, when they ran first
     t0 = time.perf_counter()
     with model:
         idata = pm.sample(draws=draws, tune=tune, chains=chains, cores=1, random_seed=sample_seed,

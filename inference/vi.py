@@ -3,8 +3,9 @@
 The family is a Gaussian over the model's unconstrained parameters (the space NUTS samples), diagonal or with a dense
 covariance. Each step draws one standard normal vector, maps it through the Gaussian (the reparameterisation trick)
 and follows the gradient of log p(theta, y) there plus the exact gradient of the entropy, with Adam. The log density
-and its gradient are the ones the optimisers already compiled for the model (:mod:`inference.functions`), so ADVI
-compiles nothing of its own: PyMC's ``pm.fit`` compiled a new step function (and a sampling function) for every
+and its gradient are the model's shared functions (:mod:`inference.functions`): the uncompiled graph the optimisers
+use where a call is cheap, else the one compiled log density that NUTS and Pathfinder use too, so ADVI compiles
+nothing of its own: PyMC's ``pm.fit`` compiled a new step function (and a sampling function) for every
 model, 5 to 30 seconds each on an empty compile cache, longer than the fits themselves.
 
 PyMC's defaults (adagrad_window, a fixed number of steps) often stop far from the optimum. Here the run stops when

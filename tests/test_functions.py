@@ -137,3 +137,32 @@ def test_vectorised_scoring_equals_one_call_per_row(name):
     assert fns.value_rows("logp")(thetas[:0]).shape == (0,)
     with pytest.raises(ValueError, match=r"thetas: expected rows of \d+ values"):
         fns.value_rows("logp")(thetas[:, :-1])
+
+
+def test_advi_pathfinder_and_nuts_share_one_compiled_density(monkeypatch):
+    # where an uncompiled call is slow (forced here on the normal model, whose compile is quick), ADVI's steps,
+    # Pathfinder's scoring and NUTS run on one compilation of the log density: PyMC's ValueGradFunction, made once
+    import inference
+    from inference.functions import ModelFunctions
+    from pymc.model.core import ValueGradFunction
+
+    compiled = []
+    init = ValueGradFunction.__init__
+    monkeypatch.setattr(ValueGradFunction, "__init__", lambda self, *a, **k: (compiled.append(1), init(self, *a, **k))[1])
+    monkeypatch.setattr(ModelFunctions, "SLOW_CALL_SECONDS", 0.0)
+    monkeypatch.setattr(ModelFunctions, "SCORE_ROW_SECONDS", 0.0)
+    model = normal.build(normal.example().data)
+    fns = functions_for(model)
+    inference.advi(model, seed=1, window=100, draws=200)
+    assert len(compiled) == 1
+    inference.pathfinder(model, seed=1)
+    inference.nuts(model, draws=100, tune=100, seed=1)
+    assert len(compiled) == 1
+    # the compiled density is the uncompiled "logp" objective, value and gradient
+    vg = fns.value_and_grad("logp")
+    for theta in fns.initial_theta + np.array([[0.0, 0.0], [0.3, -0.2], [-1.0, 0.5]]):
+        value, grad = fns.shared_density()(theta)
+        assert value == pytest.approx(float(vg(theta)[0]), rel=1e-12)
+        np.testing.assert_allclose(grad, vg(theta)[1], rtol=1e-10)
+    with pytest.raises(ValueError, match=r"theta: expected a vector of 2 values"):
+        fns.shared_density()(np.zeros(3))
