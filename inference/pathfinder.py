@@ -28,9 +28,9 @@ sampling (PSIS) and resample (with replacement here, so the number of draws retu
 little weight; the PSIS k-hat of the pooled ratios is kept in ``info``.
 
 Implemented here on the zoo's own log density and gradient (``functions_for(model).value_and_grad("logp")``, and
-``score_rows`` for the draws, vectorised or compiled, so no gradient is compiled for it) and scipy's L-BFGS-B,
-rather than through a library: pymc-extras' Pathfinder (0.15.1) requires PyMC < 6.4, and BlackJAX's would bring JAX
-in as a dependency for one estimator.
+``score_rows`` for the draws: vectorised, or where an uncompiled call is slow the model's one compiled log density,
+shared with ADVI and NUTS) and scipy's L-BFGS-B, rather than through a library: pymc-extras' Pathfinder (0.15.1)
+requires PyMC < 6.4, and BlackJAX's would bring JAX in as a dependency for one estimator.
 """
 
 from __future__ import annotations
