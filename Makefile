@@ -1,7 +1,5 @@
 # make demo: create .venv (Python >= 3.12) if missing, install the project, run every model's comparison.
 # make test: same bootstrap, then the whole test suite.
-# --no-compile: Python compiles a module's bytecode when it is first imported, instead of pip compiling every
-# installed file up front (the virtual environment in 21 s instead of 63 s).
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
@@ -29,7 +27,7 @@ $(STAMP): pyproject.toml constraints.txt
 	  $$found -m venv $(VENV); \
 	fi
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet --no-compile -c constraints.txt -e '.[test]'
+	$(PY) -m pip install --quiet -c constraints.txt -e '.[test]'
 	@touch $(STAMP)
 
 demo: $(STAMP)
