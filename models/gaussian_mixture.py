@@ -336,7 +336,7 @@ def fused_statistics(C, FT):
         lp -= m
         np.exp(lp, out=lp)
         s = lp.sum(axis=0)
-        lp /= s
+        lp *= 1.0 / s  # one division a row, not one per component
         np.log(s, out=s)
         s += m
         S = S + lp @ F.T
