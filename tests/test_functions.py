@@ -148,7 +148,8 @@ def test_advi_pathfinder_and_nuts_share_one_compiled_density(monkeypatch):
 
     compiled = []
     init = ValueGradFunction.__init__
-    monkeypatch.setattr(ValueGradFunction, "__init__", lambda self, *a, **k: (compiled.append(1), init(self, *a, **k))[1])
+    monkeypatch.setattr(ValueGradFunction, "__init__",
+                        lambda self, *a, **k: (compiled.append(1), init(self, *a, **k))[1])
     monkeypatch.setattr(ModelFunctions, "SLOW_CALL_SECONDS", 0.0)
     monkeypatch.setattr(ModelFunctions, "SCORE_ROW_SECONDS", 0.0)
     model = normal.build(normal.example().data)
