@@ -328,7 +328,7 @@ def fused_statistics(C, FT):
     """(r F' (K x len F), log-likelihood) for coefficients ``C`` and features ``FT`` without forming the K x N
     responsibilities: :func:`log_responsibilities` and :func:`sufficient_statistics` over blocks of ``BLOCK_ROWS``
     rows, summed in order."""
-    S, loglik = 0.0, 0.0
+    S, loglik = np.zeros((C.shape[0], FT.shape[0])), 0.0
     for start in range(0, FT.shape[1], BLOCK_ROWS):
         F = FT[:, start:start + BLOCK_ROWS]
         lp = C @ F
@@ -339,7 +339,7 @@ def fused_statistics(C, FT):
         lp *= 1.0 / s  # one division a row, not one per component
         np.log(s, out=s)
         s += m
-        S = S + lp @ F.T
+        S += lp @ F.T
         loglik += float(s.sum())
     return S, loglik
 
