@@ -18,6 +18,7 @@ from scipy import optimize
 
 from inference.base import Example, hooks_for
 from inference.checks import check
+from inference.functions import PY_MODE
 
 __all__ = ["PRIOR_CONTAINERS", "Example", "as_vector", "check_k", "check_n", "data_of", "dirichlet_map",
            "dist_params", "halfnormal_scale_map", "has_prior_containers", "normal_mean_map", "positive",
@@ -230,7 +231,11 @@ def unpack(v, D) -> np.ndarray:
 
 
 def chol_prior_fn(model, name, D):
-    """f(packed chol) -> (log prior density without Jacobian, gradient w.r.t. the packed entries), from PyMC."""
+    """f(packed chol) -> (log prior density without Jacobian, gradient w.r.t. the packed entries), from PyMC.
+
+    Run by PyTensor's rewritten graph with NumPy (``PY_MODE``), compiling nothing: MAP-EM builds it for every run
+    and calls it a few hundred times, where a Numba compilation of it took seconds on an empty cache (the
+    missing-data example's MAP-EM: 4.6 s cold, 0.25 s warm)."""
     rv = model[name]
     x = pt.vector(name + "_packed", dtype="float64")
     value = model.rvs_to_values[rv]
@@ -238,7 +243,7 @@ def chol_prior_fn(model, name, D):
     tr = model.rvs_to_transforms.get(rv)
     u = tr.forward(x, *rv.owner.inputs) if tr is not None else x
     expr = graph_replace(logp, {value: u}, strict=False)
-    fn = pytensor.function([x], [expr, pt.grad(expr, x)])
+    fn = pytensor.function([x], [expr, pt.grad(expr, x)], mode=PY_MODE)
     return lambda v: tuple(np.asarray(o, dtype=float) for o in fn(np.asarray(v, dtype=float)))
 
 
