@@ -309,7 +309,7 @@ def log_responsibilities(log_prob):
     log_prob -= m
     np.exp(log_prob, out=log_prob)
     s = log_prob.sum(axis=0)
-    log_prob /= s
+    log_prob *= 1.0 / s  # one division a point, not one per component
     return m + np.log(s), log_prob
 
 
@@ -331,16 +331,9 @@ def fused_statistics(C, FT):
     S, loglik = np.zeros((C.shape[0], FT.shape[0])), 0.0
     for start in range(0, FT.shape[1], BLOCK_ROWS):
         F = FT[:, start:start + BLOCK_ROWS]
-        lp = C @ F
-        m = lp.max(axis=0)
-        lp -= m
-        np.exp(lp, out=lp)
-        s = lp.sum(axis=0)
-        lp *= 1.0 / s  # one division a row, not one per component
-        np.log(s, out=s)
-        s += m
-        S += lp @ F.T
-        loglik += float(s.sum())
+        lse, resp = log_responsibilities(C @ F)
+        S += resp @ F.T
+        loglik += float(lse.sum())
     return S, loglik
 
 
