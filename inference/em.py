@@ -175,7 +175,7 @@ def run_em(math: EMMath, params: dict, monitor=None, *, keep_path: bool = False,
 
 def em(model, *, prior: bool = False, n_init: int = 1, tol: float = 1e-10, param_tol: float = 1e-9,
        max_iter: int = 5000, seed=None, init=None, keep_path: bool = False, progress: bool = False,
-       monitor=None, callback=None, **em_options) -> Result:
+       monitor=None, callback=None, standard_errors: bool = True, **em_options) -> Result:
     """Run the model's hand-written EM to convergence, keeping the best of ``n_init`` starts.
 
     Without priors EM climbs the observed-data log-likelihood and reaches the MLE; with ``prior=True`` it climbs the
@@ -202,6 +202,10 @@ def em(model, *, prior: bool = False, n_init: int = 1, tol: float = 1e-10, param
         Print one line per start to stderr.
     monitor : a replacement for the default :class:`ConvergenceMonitor`.
     callback : ``callback(state, info)`` after every iteration of every start (progress displays).
+    standard_errors : bool
+        False skips them (``result.sd`` NaN): for a point that is not the mode of the model's own density, such as
+        the missing-data model's joint MAP, where the observed information says nothing, and where a Hessian of a
+        large model's gradient graph would take seconds to build.
     **em_options
         Passed to the model's EM math (for example ``reg_covar`` for the Gaussian mixture).
 
@@ -228,6 +232,7 @@ def em(model, *, prior: bool = False, n_init: int = 1, tol: float = 1e-10, param
                         "model's build(), or attach ModelHooks(em_math=...) with inference.attach); this one has "
                         "none")
     check(n_init, "n_init", "positive integer")
+    check(standard_errors, "standard_errors", "boolean")
     monitor = ConvergenceMonitor(tol, param_tol, max_iter) if monitor is None else monitor
     if not prior and hooks.mle_check is not None:
         hooks.mle_check()
@@ -264,7 +269,10 @@ def em(model, *, prior: bool = False, n_init: int = 1, tol: float = 1e-10, param
     loglik = float(fns.value("loglik")(theta))
     t0 = time.perf_counter()
     before = fns.compile_seconds
-    sd = laplace_sd(fns, theta, "logpost" if prior else "loglik", method)
+    if standard_errors:
+        sd = laplace_sd(fns, theta, "logpost" if prior else "loglik", method)
+    else:
+        sd = {n: np.full(np.shape(v), np.nan) for n, v in fns.constrained(theta).items()}
     t_run += time.perf_counter() - t0 - (fns.compile_seconds - before)
     info = {"objective": "log density (no Jacobian)" if prior else "log-likelihood",
             "starts": [float(r.trace[-1]) for r in runs], "starts_converged": [bool(r.converged) for r in runs],

@@ -532,9 +532,13 @@ def _conditional_log_det(groups, cov) -> float:
 
 def joint_map(model: pm.Model, **em_kwargs):
     """The joint MAP of the imputing form (parameters and missing entries together) in closed form: EM with the
-    model's priors and without the conditional-covariance term. ``result.info["imputed"]`` holds the filled data."""
+    model's priors and without the conditional-covariance term. ``result.info["imputed"]`` holds the filled data.
+
+    No standard errors (``result.sd`` is NaN): the point is the mode of the imputing form, whose curvature in the
+    parameters is not that of the model's observed-data density, so the Laplace errors of the latter would mislead."""
     from inference import em
 
+    em_kwargs.setdefault("standard_errors", False)
     return em(model, prior=True, conditional_covariance=False, **em_kwargs)
 
 

@@ -133,6 +133,7 @@ def test_an_em_option_the_model_does_not_take_is_named():
     (lambda m: inference.em(m, tol=-1.0), "tol: expected a non-negative number"),
     (lambda m: inference.em(m, max_iter=0), "max_iter: expected a positive integer"),
     (lambda m: inference.em(m, seed=-3), "seed: expected a non-negative integer"),
+    (lambda m: inference.em(m, standard_errors="no"), "standard_errors: expected a boolean"),
     (lambda m: inference.mle(m, start={"mu": 1.0}), "params: missing value for free variable"),
     (lambda m: inference.mle(m, start={"mu": 1.0, "sigma": -2.0}), "start: values outside the support"),
     (lambda m: inference.advi(m, max_iter=0), "max_iter: expected a positive integer"),
