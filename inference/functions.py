@@ -205,38 +205,66 @@ class ModelFunctions:
 
     def _objective_graph(self, kind: str):
         model = self.model
-        if kind not in self.KINDS:
+        if kind not in self.KINDS + self.PRIOR_PARTS:
             raise ValueError(f"kind: expected 'loglik', 'logpost' or 'logp', got {kind!r}")
         if kind == "loglik":
             expr = model.logp(vars=model.observed_RVs, jacobian=False)
         elif kind == "logpost":
             expr = model.logp(jacobian=False)
-        else:  # "logp": the density of the unconstrained values, as NUTS and VI see it
+        elif kind == "logp":  # the density of the unconstrained values, as NUTS and VI see it
             expr = model.logp(jacobian=True)
+        else:  # the rest of logpost ("prior") or logp ("prior_jac"): the free variables' terms and the potentials
+            expr = model.logp(vars=list(model.free_RVs) + list(model.potentials), jacobian=kind == "prior_jac")
         return graph_replace(expr, self._replace, strict=False).astype("float64")
 
     KINDS = ("loglik", "logpost", "logp")
+    PRIOR_PARTS = ("prior", "prior_jac")
+    # Each objective with a gradient is the log-likelihood plus the free variables' own terms. The log-likelihood
+    # holds the data and nearly all of the graph (on the missing-data model: its gradient graph takes 3-4 s to build
+    # and rewrite, the priors' a fraction of a second), so it is built once and shared by MLE, MAP, Laplace, ADVI and
+    # Pathfinder, and each objective adds its small part.
+    _PARTS = {"loglik": ("loglik",), "logpost": ("loglik", "prior"), "logp": ("loglik", "prior_jac")}
 
     def value_and_grad(self, kind: str, *, many_calls: bool = False):
         """f(theta) -> (value, gradient) of the objective ``kind`` ('loglik', 'logpost' or 'logp').
 
         ``many_calls=True`` is for callers that evaluate it thousands of times in sequence (ADVI's steps): where the
         uncompiled form costs more than ``SLOW_CALL_SECONDS`` a call, PyTensor's compiled backend is used instead,
-        compiled once and shared by those callers."""
+        compiled once and shared by those callers.
 
-        def build(mode):
-            expr = self._objective_graph(kind)
-            g = grad(expr, self.theta, disconnected_inputs="ignore")
-            return self._theta_function([expr, g], mode=mode)
-
+        ``"logpost"`` and ``"logp"`` are the sum of two compiled functions: the log-likelihood's (shared by every
+        objective) and that of the free variables' terms, with or without the Jacobian."""
+        if kind not in self.KINDS:
+            raise ValueError(f"kind: expected 'loglik', 'logpost' or 'logp', got {kind!r}")
         if many_calls and kind == "logp" and self.mode is None:
             return self.shared_density()
-        fn = self._get(("vg", kind), lambda: build(self.mode))
+        fn = self._sum_of_parts(kind, self.mode)
         if not many_calls or self.mode is None:
             return fn
         if not self._slow(fn, kind):
             return fn
-        return self.shared_density() if kind == "logp" else self._get(("vg-compiled", kind), lambda: build(None))
+        return self.shared_density() if kind == "logp" else self._sum_of_parts(kind, None)
+
+    def _sum_of_parts(self, kind: str, mode):
+        def part(name):
+            def build():
+                expr = self._objective_graph(name)
+                g = grad(expr, self.theta, disconnected_inputs="ignore")
+                return self._theta_function([expr, g], mode=mode)
+
+            return self._get(("vg", name, mode is None), build)
+
+        fns = [part(name) for name in self._PARTS[kind]]
+        if len(fns) == 1:
+            return fns[0]
+        loglik, rest = fns
+
+        def value_and_grad(theta):
+            v, g = loglik(theta)
+            v2, g2 = rest(theta)
+            return v + v2, g + g2
+
+        return value_and_grad
 
     def _slow(self, fn, kind: str) -> bool:
         """Whether an uncompiled call of ``fn`` (the objective ``kind``) costs more than ``SLOW_CALL_SECONDS``,
