@@ -88,6 +88,23 @@ def test_singular_hessian_gives_nan_and_a_warning():
     assert np.isnan(res.sd["a"]) and np.isnan(res.sd["b"])
 
 
+def test_singularity_is_judged_on_the_scale_free_hessian():
+    import warnings
+
+    from inference.optimize import unconstrained_cov
+
+    # singular up to round-off: an eigenvalue of 1e-15 against 6, which a Cholesky factorisation lets through
+    H = -np.array([[3.0, 3.0], [3.0, 3.0 + 2e-15]])
+    with pytest.warns(RuntimeWarning, match="not negative definite"):
+        assert unconstrained_cov(None, np.zeros(2), "loglik", "mle", hess=lambda t: H) is None
+    # regular but badly scaled (a rate of 4e10 next to a weight): information 1e13 and 150, correlated
+    H = -np.array([[1.2e13, 2e5], [2e5, 150.0]])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        cov = unconstrained_cov(None, np.zeros(2), "loglik", "mle", hess=lambda t: H)
+    np.testing.assert_allclose(cov, np.linalg.inv(-H), rtol=1e-12)
+
+
 def test_compiled_backend_agrees_with_the_python_one_and_follows_swapped_data():
     from inference import mle
 
