@@ -250,7 +250,7 @@ class ModelSpec:
     swap_data(model, data) -> model or None : ``model`` (built by ``build``) holding ``data`` instead, in the form
         ``build`` takes, through ``pm.set_data``; indistinguishable from ``build(data, **options)`` with the
         model's options, while every compiled function is kept. None (the hook, or its answer): build again.
-        Simulation studies swap each replicate's data into one model per sample size.
+        Simulation studies swap each replicate's data, at every sample size, into one model.
     """
 
     name: str

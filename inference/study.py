@@ -27,8 +27,8 @@ Intervals: estimate +- 1.96 sd (Wald, in the constrained space) for the point es
 whose sd is the observed information's); the 2.5 % and 97.5 % quantiles of the draws for ADVI, full-rank ADVI and
 NUTS. Replicates that did not converge are kept in the measures (that is the answer the method gave) and counted.
 
-Speed: one model is built and compiled per sample size and worker; each replicate swaps its data in
-(``spec.swap_data``) when the model has that hook, and the simulator reuses its compiled draw. From
+Speed: one model is built and compiled per worker; each replicate, at whatever sample size, swaps its data in
+(``spec.swap_data``) when the model has that hook (the data containers have no fixed length), and the simulator reuses its compiled draw. From
 ``COMPILED_FROM_REPS`` replicates on, in models that swap their data, the functions of the optimisers and of the
 standard errors run on PyTensor's compiled backend (``inference.functions``): about a second of compiling per model
 from PyTensor's cache (tens of seconds on an empty one), repaid by calls 10 to 50 times faster; smaller studies run
@@ -86,9 +86,10 @@ def _seeds(seed: int, n: int, replicate: int) -> tuple[int, dict]:
     return int(state[0]), {name: int(s) & 0x7FFFFFFF for name, s in zip(ESTIMATORS, state[1:])}
 
 
-def _model_for(spec, build_kwargs: dict, n: int, args: tuple):
-    """The model holding ``args``: the cached one of this size with the data swapped in, else a new build."""
-    key = (id(spec), json.dumps(_plain(build_kwargs), sort_keys=True), n)
+def _model_for(spec, build_kwargs: dict, args: tuple):
+    """The model holding ``args``: the cached one with these options, its data swapped in (whatever their size),
+    else a new build."""
+    key = (id(spec), json.dumps(_plain(build_kwargs), sort_keys=True))
     cached = _MODELS.get(key)
     if cached is not None and spec.swap_data is not None:
         model = spec.swap_data(cached[1], args if len(args) > 1 else args[0])
@@ -139,7 +140,7 @@ def run_batch(task: dict) -> list[dict]:
             args = data if isinstance(data, tuple) else (data,)
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                model = _model_for(spec, task["build_kwargs"], n, args)
+                model = _model_for(spec, task["build_kwargs"], args)
             with contextlib.suppress(ValueError):  # a model without continuous parameters has no such functions
                 functions_for(model, task.get("backend", "auto"))
             setup_error = ""
@@ -601,7 +602,7 @@ def study(model, estimators=None, n=(20, 100, 1000), reps: int = 1000, truth: di
     backend : how the optimisers' and the standard errors' functions run (``inference.functions``): ``"compiled"``,
         ``"python"`` or ``"auto"`` (a single comparison's choice). Default: ``"compiled"`` from
         ``COMPILED_FROM_REPS`` replicates on when the model swaps its data (``spec.swap_data``), so each worker
-        compiles once per sample size; else ``"auto"``. The backends agree to round-off, not bit for bit, so the
+        compiles once; else ``"auto"``. The backends agree to round-off, not bit for bit, so the
         backend is one of the study's arguments (a folder made with another is refused).
 
     Only registered models can run in other processes (``n_jobs > 1`` or a scheduler): workers find them by name.
