@@ -8,6 +8,7 @@ from scipy import stats
 
 import inference
 from inference import registry
+from inference.compare import unavailable
 from inference.pathfinder import _Gaussian, _update_alpha, inverse_hessian_factors
 
 
@@ -99,19 +100,16 @@ def test_same_seed_same_numbers():
     np.testing.assert_array_equal(a.draws["x"], b.draws["x"])
 
 
-NUTS_MODELS = []
-for _name, _spec in registry.models().items():
-    _ex = _spec.example()
-    _model = _spec.build(*_ex.args, **_ex.build_kwargs)
-    if "nuts" in inference.default_estimators(_model) and "pathfinder" in inference.default_estimators(_model):
-        NUTS_MODELS.append(_name)
-
-
-@pytest.mark.parametrize("name", NUTS_MODELS)
+@pytest.mark.parametrize("name", sorted(registry.models()))
 def test_pathfinder_means_within_a_fifth_of_a_posterior_sd_of_nuts(name):
     spec = registry.get(name)
-    ex = spec.example()
+    ex = spec.example()  # built here, not at collection: every test process would build every example
     model = spec.build(*ex.args, **ex.build_kwargs)
+    left_out = unavailable(model)
+    if {"nuts", "pathfinder"} & set(left_out):  # not a default of this model's example, and the model says why
+        assert all(left_out[e] for e in {"nuts", "pathfinder"} & set(left_out))
+        assert not {"nuts", "pathfinder"} <= set(inference.default_estimators(model))
+        return
     comp = inference.compare(model, ["pathfinder", "nuts"], seed=0, options={"nuts": {"draws": 500, "tune": 500}},
                              raise_errors=True)
     quality = inference.approximation_quality(comp, model)
