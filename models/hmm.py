@@ -293,12 +293,18 @@ def simulate(params, n: int = EXAMPLE_N, seed=EXAMPLE_SEED, *, lengths=None) -> 
     k = np.atleast_1d(params["lam" if emission == "poisson" else "mu"]).size
     initial = "free" if "pi0" in params else "stationary"
     placeholder = np.arange(max(n, k + 1)) % (k + 1)
-    model = build(placeholder[:n] if n > k else placeholder, k, emission=emission, initial=initial,
-                  lengths=lengths if n > k else None, _initval=False)
+
+    def model():
+        return build(placeholder[:n] if n > k else placeholder, k, emission=emission, initial=initial,
+                     lengths=lengths if n > k else None, _initval=False)
+
     with warnings.catch_warnings():
         # the compiled sampler calls the numpy draw of the chain in object mode, as intended
         warnings.filterwarnings("ignore", message="Numba will use object mode", category=UserWarning)
-        y = simulate_from(model, params, "y", seed)
+        # the compiled draw (its chain in object mode, which Numba cannot cache on disk: 2 s per compilation) is
+        # kept per structure and length, so a study compiles it once
+        key = (NAME, n, k, emission, initial, None if lengths is None else tuple(np.ravel(lengths).tolist()))
+        y = simulate_from(model, params, "y", seed, key=key)
     return y[:n].astype(float)  # a series shorter than build accepts is the head of a longer draw
 
 
