@@ -39,6 +39,8 @@ error naming the component, not a silent NaN.
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import pymc as pm
 import pytensor.tensor as pt
@@ -264,6 +266,15 @@ def example(seed=EXAMPLE_SEED, k: int = None, example: str = "classic") -> Examp
 
 
 # ------------------------------------------------------------------------------------------------ EM building blocks
+@functools.cache
+def _upper(D: int):
+    """np.triu_indices(D), made once per D (online EM asks for it thousands of times a second), read-only."""
+    iu = np.triu_indices(D)
+    for a in iu:
+        a.setflags(write=False)
+    return iu
+
+
 def quadratic_features(X) -> np.ndarray:
     """Features as rows, shape (D(D+1)/2 + D + 1, N): [x x' (upper triangle, row-major); x; 1].
 
@@ -271,7 +282,7 @@ def quadratic_features(X) -> np.ndarray:
     length N (reducing over a short last axis is several times slower in NumPy).
     """
     n, D = X.shape
-    iu = np.triu_indices(D)
+    iu = _upper(D)
     FT = np.empty((iu[0].size + D + 1, n))
     np.multiply(X[:, iu[0]].T, X[:, iu[1]].T, out=FT[: iu[0].size])
     FT[iu[0].size: iu[0].size + D] = X.T
@@ -282,18 +293,17 @@ def quadratic_features(X) -> np.ndarray:
 def _coefficients(w, mu, cov) -> np.ndarray:
     """C (K, len F) with C[k] . F_i = log w_k + log N(x_i | mu_k, cov_k)."""
     K, D = mu.shape
-    iu = np.triu_indices(D)
+    iu = _upper(D)
     C = np.empty((K, iu[0].size + D + 1))
-    for k in range(K):
-        L = np.linalg.cholesky(cov[k])
-        Linv = np.linalg.solve(L, np.eye(D))
-        P = Linv.T @ Linv
-        Q = -0.5 * P * (2 - np.eye(D))  # off-diagonal entries appear once in the upper triangle: count them twice
-        C[k, : iu[0].size] = Q[iu]
-        Pm = P @ mu[k]
-        C[k, iu[0].size: iu[0].size + D] = Pm
-        C[k, -1] = (np.log(w[k]) - 0.5 * D * np.log(2 * np.pi) - np.sum(np.log(np.diag(L)))
-                    - 0.5 * mu[k] @ Pm)
+    L = np.linalg.cholesky(cov)  # every component at once
+    Linv = np.linalg.solve(L, np.broadcast_to(np.eye(D), L.shape))
+    P = np.matmul(Linv.transpose(0, 2, 1), Linv)
+    Q = -0.5 * P * (2 - np.eye(D))  # off-diagonal entries appear once in the upper triangle: count them twice
+    C[:, : iu[0].size] = Q[:, iu[0], iu[1]]
+    Pm = np.matmul(P, mu[:, :, None])[:, :, 0]
+    C[:, iu[0].size: iu[0].size + D] = Pm
+    C[:, -1] = (np.log(w) - 0.5 * D * np.log(2 * np.pi) - np.log(np.diagonal(L, axis1=1, axis2=2)).sum(axis=1)
+                - 0.5 * np.matmul(mu[:, None, :], Pm[:, :, None])[:, 0, 0])
     return C
 
 
@@ -388,7 +398,7 @@ def _m_step(nk, sx, sxx, n, D, reg_covar, covariance_type, ref=0.0):
 def _unpack_stats(S, D):
     """N_k, sum_i r_ik x_i and sum_i r_ik x_i x_i' from the statistics matrix r F (K x len F)."""
     K = S.shape[0]
-    iu = np.triu_indices(D)
+    iu = _upper(D)
     nk = S[:, -1]
     sx = S[:, iu[0].size: iu[0].size + D]
     sxx = np.zeros((K, D, D))
