@@ -68,6 +68,29 @@ def test_compare_builtin_examples_shows_truth_and_writes_figures(tmp_path, capsy
     assert doc["runs"][0]["truth"] == {"mu": 5.0, "sigma": 2.0}
 
 
+def test_without_a_terminal_each_estimator_is_one_line_and_pymc_says_nothing_between(capsys):
+    import logging
+
+    records = []
+    handler = logging.Handler()
+    handler.emit = records.append
+    logger = logging.getLogger("pymc")
+    logger.addHandler(handler)
+    level = logger.level
+    logger.setLevel(logging.INFO)  # as PyMC sets it in a plain process (under pytest it leaves it to the root)
+    try:
+        code, out, err = run(["compare", "normal", "--estimators", "mle,nuts"], capsys)  # captured: not a terminal
+        assert logger.level == logging.INFO  # PyMC's logging is as it was
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+    assert code == 0, err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert [line.split(":")[0].strip() for line in lines] == ["mle", "nuts"], lines
+    assert "nuts: converged after 1,000 draws" in lines[1]
+    assert [r.getMessage() for r in records if r.levelno < logging.WARNING] == []  # no "Initializing NUTS ..."
+
+
 def _csv(tmp_path, name, text):
     p = tmp_path / name
     p.write_text(text)

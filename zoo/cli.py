@@ -7,6 +7,8 @@ before any estimator runs; nothing is written unless every run finished.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import logging
 import os
 import sys
 import warnings
@@ -229,7 +231,7 @@ def _compare(args, specs) -> int:
         options = {e: {"n_init": args.n_init} for e in ("mle", "map", "em", "map_em")} if args.n_init else {}
         if args.sampler != "pymc":
             options["nuts"] = {"sampler": args.sampler}
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), (contextlib.nullcontext() if bars else _pymc_logs_off()):
             warnings.simplefilter("ignore", FutureWarning)
             warnings.simplefilter("ignore", RuntimeWarning)  # each failure is shown once, in the table below
             comparison = compare(model, estimators, truth=example.truth, seed=args.seed, progress=bars,
@@ -258,6 +260,19 @@ def _compare(args, specs) -> int:
     for path in written:
         print(f"wrote {path}")
     return 0
+
+
+@contextlib.contextmanager
+def _pymc_logs_off():
+    """Without progress bars, PyMC's own lines ("Initializing NUTS ...", "Sampling 2 chains ...") would come between
+    the one line per estimator; its warnings still show."""
+    logger = logging.getLogger("pymc")
+    level = logger.level
+    logger.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
 
 
 def _estimator_line(name, result, error) -> None:
