@@ -31,7 +31,7 @@ def laplace(model, *, seed=None, draws: int = 4000, start=None, n_init: int = 1,
             gtol: float = 1e-9) -> Result:
     """Laplace approximation of the posterior in the unconstrained space, summarised by ``draws`` draws.
 
-    The mode is found with exact gradients and Hessians (scipy's ``trust-exact``, as for MAP) from ``n_init``
+    The mode is found with exact gradients and Newton steps (scipy's ``trust-exact``, as for MAP) from ``n_init``
     starts (or ``start``, constrained values by name). A Hessian that is not negative definite at the mode leaves
     no Gaussian: the sds are NaN, the result is not converged, and a warning says so.
     """

@@ -21,8 +21,8 @@ def mle(model, *, start=None, n_init: int = 1, seed=None, max_iter: int = 1000, 
     """Maximum likelihood: maximise the observed-data log-likelihood only.
 
     The objective is ``model.logp(vars=model.observed_RVs, jacobian=False)``: the priors are ignored entirely. It is
-    maximised over the unconstrained value variables with exact PyTensor gradients and Hessians (scipy's
-    ``trust-exact``), so the optimum is reached to machine precision, not just to a gradient tolerance. Standard
+    maximised over the unconstrained value variables with exact PyTensor gradients and Newton steps (scipy's
+    ``trust-exact``, see :func:`minimise`), so the optimum is reached to machine precision. Standard
     errors come from the observed information (the negative Hessian) at the optimum, carried to the constrained
     parameters by the delta method (exact at a stationary point).
 
