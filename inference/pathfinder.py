@@ -24,8 +24,8 @@ Nothing larger than N x 2m is formed, so a step costs O(N m^2).
 
 Multi-path (the paper's Algorithm 5): run several single paths from jittered starts, pool their draws, weight each
 draw by p(theta, y) / q_path(theta) of the path that drew it, smooth the weights with Pareto-smoothed importance
-sampling (PSIS) and resample (with replacement here, so the number of draws returned is free). Paths stuck in minor modes or with poor Gaussians then get
-little weight; the PSIS k-hat of the pooled ratios is kept in ``info``.
+sampling (PSIS) and resample (with replacement here, so the number of draws returned is free). Paths stuck in minor
+modes or with poor Gaussians then get little weight; the PSIS k-hat of the pooled ratios is kept in ``info``.
 
 Implemented here on the zoo's own log density and gradient (``functions_for(model).value_and_grad("logp")``, and
 ``score_rows`` for the draws: vectorised, or where an uncompiled call is slow the model's one compiled log density,

@@ -28,13 +28,13 @@ whose sd is the observed information's); the 2.5 % and 97.5 % quantiles of the d
 NUTS. Replicates that did not converge are kept in the measures (that is the answer the method gave) and counted.
 
 Speed: one model is built and compiled per worker; each replicate, at whatever sample size, swaps its data in
-(``spec.swap_data``) when the model has that hook (the data containers have no fixed length), and the simulator reuses its compiled draw. From
-``COMPILED_FROM_REPS`` replicates on, in models that swap their data, the functions of the optimisers and of the
-standard errors run on PyTensor's compiled backend (``inference.functions``): about a second of compiling per model
-from PyTensor's cache (tens of seconds on an empty one), repaid by calls 10 to 50 times faster; smaller studies run
-them as a single comparison does. Replicate r at sample
-size n draws from ``np.random.SeedSequence([seed, n, r])`` whatever the number of workers, the scheduler, or how
-often the study was interrupted, so the raw table (all but its ``seconds``) is always the same.
+(``spec.swap_data``) when the model has that hook (the data containers have no fixed length), and the simulator
+reuses its compiled draw. From ``COMPILED_FROM_REPS`` replicates on, in models that swap their data, the functions
+of the optimisers and of the standard errors run on PyTensor's compiled backend (``inference.functions``): about a
+second of compiling per model from PyTensor's cache (tens of seconds on an empty one), repaid by calls 10 to 50
+times faster; smaller studies run them as a single comparison does. Replicate r at sample size n draws from
+``np.random.SeedSequence([seed, n, r])`` whatever the number of workers, the scheduler, or how often the study was
+interrupted, so the raw table (all but its ``seconds``) is always the same.
 """
 
 from __future__ import annotations
