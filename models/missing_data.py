@@ -6,12 +6,14 @@ Declaration (``build``), D columns, NaN marking a missing entry::
     D >= 2: chol ~ LKJCholeskyCov(eta=lkj_eta, sd_dist=HalfNormal(sigma_prior))   default eta 2, 5 column sds
             cov  = chol chol'                             deterministic, D x D
     D = 1:  sigma ~ HalfNormal(sigma_prior); cov = sigma^2 (1 x 1)
-    for every missingness pattern p (the set O_p of observed columns):
-            x_p ~ MvNormal(mu[O_p], cov[O_p, O_p])      observed: the rows with that pattern, their observed entries
+    for every row i, O_i the set of its observed columns:
+            x_i[O_i] ~ MvNormal(mu[O_i], cov[O_i, O_i])  observed: one CustomDist ``x`` over the rows
 
 So the model's log-likelihood is the observed-data likelihood (Little & Rubin): each row's observed entries under
-the matching sub-vector and sub-matrix, and MLE and MAP optimise the right objective. Rows with every entry missing
-carry no information and are dropped, with a warning that says how many.
+the matching sub-vector and sub-matrix, and MLE and MAP optimise the right objective. The rows are grouped by
+missingness pattern and each pattern's sub-matrix is factorised once, in one batched Cholesky over the patterns
+(the graph, its gradient and its compilation do not grow with the number of patterns). Rows with every entry
+missing carry no information and are dropped, with a warning that says how many.
 
 Every estimator runs on this form, the missing entries integrated out exactly. Posterior imputations for NUTS and VI
 come from the same posterior without sampling hundreds of extra unknowns: for each draw of (mu, cov) the missing
@@ -49,11 +51,11 @@ EM:
 
 from __future__ import annotations
 
-import itertools
 import warnings
 
 import numpy as np
 import pymc as pm
+import pytensor.tensor as pt
 from scipy import stats
 
 from inference.base import EMMath, ModelHooks, ModelSpec, Option, SufficientEM, attach, hooks_for
@@ -168,7 +170,7 @@ def _parameters(D, m0, s0, tau, eta):
 
 # ------------------------------------------------------------------------------------------------ the models
 def build(X, *, columns=None, mu_prior=None, sigma_prior=None, lkj_eta: float = 2.0) -> pm.Model:
-    """The observed-data-likelihood model: one MvNormal per missingness pattern.
+    """The observed-data-likelihood model: every row's observed entries under the matching marginal normal.
 
     Parameters
     ----------
@@ -178,10 +180,10 @@ def build(X, *, columns=None, mu_prior=None, sigma_prior=None, lkj_eta: float = 
     sigma_prior : HalfNormal scale of the column sds. Default 5 x column sds.
     lkj_eta : LKJ concentration of the correlation matrix (D >= 2). Default 2.
 
-    With up to ``SLOT_COLUMNS`` columns the model declares every possible pattern, those absent from ``X`` with no
-    rows (they add nothing to the density), and holds the priors' numbers in data containers too: the model's
-    structure then depends on D alone, so :func:`swap_data` can put another data set of D columns in its place and
-    every compiled function is reused (a simulation study draws a new pattern set with every data set).
+    The data sit in containers (the rows with 0 in place of a missing entry, the missingness patterns, each row's
+    pattern) and so do the priors' numbers: the model's structure depends on D alone, so :func:`swap_data` can put
+    any other data set of D columns in its place and every compiled function is reused (a simulation study draws
+    a new set of patterns with every data set).
     """
     X, names = prepare(X, columns)
     n, D = X.shape
@@ -190,13 +192,9 @@ def build(X, *, columns=None, mu_prior=None, sigma_prior=None, lkj_eta: float = 
     with pm.Model() as model:
         mu, L = _parameters(D, *prior_containers(model, (m0, s0, tau), mu_prior, sigma_prior), eta)
         cov = L @ L.T
-        pm.Data("shape", np.array([n, D]))
-        for g, (obs, rows) in enumerate(_slots(X)):
-            idx = np.flatnonzero(obs)
-            data = pm.Data(f"x_{g}", X[np.ix_(rows, idx)])
-            pm.Data(f"rows_{g}", rows)  # where the pattern's rows and columns sit in X (EM rebuilds X from these)
-            pm.Data(f"cols_{g}", idx)
-            pm.MvNormal(f"obs_{g}", mu[idx], cov[np.ix_(idx, idx)], observed=data, shape=data.shape)
+        values, masks, row_pattern = (pm.Data(name, v) for name, v in zip(DATA_CONTAINERS, _containers(X)))
+        pm.CustomDist("x", mu, cov, masks, row_pattern, logp=_observed_logp, random=_observed_random,
+                      signature="(d),(d,d),(g,d),()->(d)", observed=values)
     options = {"columns": names, **prior_options(m0, s0, tau), "lkj_eta": eta}
 
     def math(prior, conditional_covariance: bool = True, shift=None):
@@ -209,40 +207,51 @@ def build(X, *, columns=None, mu_prior=None, sigma_prior=None, lkj_eta: float = 
                                                                                      rng)))
 
 
-SLOT_COLUMNS = 4  # up to 2^4 - 1 = 15 pattern slots; wider data declare only the patterns they have
+DATA_CONTAINERS = ("x_values", "patterns", "row_pattern")
 
 
-def _slots(X) -> list[tuple[np.ndarray, np.ndarray]]:
-    """(observed column mask, row indices) per declared pattern: with up to ``SLOT_COLUMNS`` columns every
-    non-empty mask in :func:`patterns`' order (absent ones with no rows), else the patterns ``X`` has."""
-    present = patterns(X)
-    D = X.shape[1]
-    if D > SLOT_COLUMNS:
-        return present
-    rows_of = {tuple(bool(b) for b in obs): rows for obs, rows in present}
-    return [(np.array(mask), rows_of.get(mask, np.empty(0, dtype=int)))
-            for mask in itertools.product((False, True), repeat=D) if any(mask)]
+def _containers(X) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(rows with 0 for a missing entry, (G, D) 0/1 observed-column masks of the G patterns in :func:`patterns`'
+    order, each row's pattern index)."""
+    observed = ~np.isnan(X)
+    keys, inverse = np.unique(observed, axis=0, return_inverse=True)
+    return np.where(observed, X, 0.0), keys.astype(float), np.ravel(inverse).astype(np.int64)
+
+
+def _observed_logp(value, mu, cov, masks, row_pattern):
+    """log N(x_O | mu_O, cov_OO) of every row, for all patterns at once: with the pattern's 0/1 mask m, the matrix
+    S = (m m') * cov + diag(1 - m) is cov_OO with the identity in the missing rows and columns (up to a
+    permutation), so its Cholesky factor gives |cov_OO| and, on the residual m * (x - mu), the quadratic form of
+    the observed entries. One batched factorisation per pattern, whatever the number of patterns."""
+    D = cov.shape[-1]
+    # PyMC hands the parameters with a leading batch axis of length 1 (the rows are the batch)
+    mu, cov, masks = mu.reshape(mu.shape[-1:]), cov.reshape(cov.shape[-2:]), masks.reshape(masks.shape[-2:])
+    S = masks[:, :, None] * masks[:, None, :] * cov + (1.0 - masks)[:, :, None] * pt.eye(D)
+    L = pt.linalg.cholesky(S)
+    L_inv = pt.linalg.solve_triangular(L, pt.broadcast_to(pt.eye(D), S.shape), lower=True)
+    half_log_det = pt.log(pt.diagonal(L, axis1=-2, axis2=-1)).sum(axis=-1)
+    m = masks[row_pattern]
+    z = (L_inv[row_pattern] * (m * (value - mu))[:, None, :]).sum(axis=-1)
+    return -0.5 * ((z * z).sum(axis=-1) + m.sum(axis=-1) * np.log(2 * np.pi)) - half_log_det[row_pattern]
+
+
+def _observed_random(mu, cov, masks, row_pattern, rng=None, size=None):
+    """Rows drawn from N(mu, cov), 0 in the entries their pattern leaves missing (the form the data are held in)."""
+    shape = tuple(size) if size not in (None, ()) else np.shape(row_pattern)
+    mu, cov, masks = (np.reshape(a, np.shape(a)[-k:]) for a, k in ((mu, 1), (cov, 2), (masks, 2)))
+    return rng.multivariate_normal(mu, cov, size=shape) * masks[np.asarray(row_pattern, dtype=int)]
 
 
 def swap_data(model: pm.Model, X):
-    """``model`` holding ``X`` instead (``pm.set_data`` of every pattern slot, and of the data-centred priors when
-    they were not given): the same as ``build(X)`` with the model's options, nothing built or compiled again.
-    None when a rebuilt model would differ in structure: a different number of columns, or more than
-    ``SLOT_COLUMNS`` columns with another set of patterns."""
+    """``model`` holding ``X`` instead (``pm.set_data`` of the data containers, and of the data-centred priors
+    when they were not given): the same as ``build(X)`` with the model's options, nothing built or compiled again.
+    None when a rebuilt model would differ in structure: a different number of columns."""
     if not has_prior_containers(model):
         return None
     X, _ = prepare(X, warn=True)
-    n, D = X.shape
-    if D != len(hooks_for(model).options["columns"]):
+    if X.shape[1] != len(hooks_for(model).options["columns"]):
         return None
-    slots, declared = _slots(X), _slot_columns(model)
-    if len(slots) != len(declared) or any(not np.array_equal(np.flatnonzero(obs), cols)
-                                          for (obs, _), cols in zip(slots, declared)):
-        return None
-    values = {**swapped_priors(model, X), "shape": np.array([n, D])}
-    for j, (obs, rows) in enumerate(slots):
-        values[f"x_{j}"] = X[np.ix_(rows, np.flatnonzero(obs))]
-        values[f"rows_{j}"] = rows
+    values = {**swapped_priors(model, X), **dict(zip(DATA_CONTAINERS, _containers(X)))}
     with model:
         pm.set_data(values)
     return model
@@ -364,21 +373,9 @@ def observed_loglik(X, mu, cov, groups=None) -> float:
 
 
 def data_from_model(model: pm.Model) -> np.ndarray:
-    """The (n, D) data matrix, NaN where missing, rebuilt from the model's pattern containers."""
-    n, D = (int(v) for v in model["shape"].get_value())
-    X = np.full((n, D), np.nan)
-    for g, cols in enumerate(_slot_columns(model)):
-        rows = np.asarray(model[f"rows_{g}"].get_value(), dtype=int)
-        X[np.ix_(rows, cols)] = model[f"x_{g}"].get_value()
-    return X
-
-
-def _slot_columns(model: pm.Model) -> list[np.ndarray]:
-    """The observed columns of every pattern slot the model declares, in slot order."""
-    out = []
-    while f"cols_{len(out)}" in model.named_vars:
-        out.append(np.asarray(model[f"cols_{len(out)}"].get_value(), dtype=int))
-    return out
+    """The (n, D) data matrix, NaN where missing, rebuilt from the model's data containers."""
+    values, masks, row_pattern = (model[name].get_value() for name in DATA_CONTAINERS)
+    return np.where(masks[np.asarray(row_pattern, dtype=int)] > 0, values, np.nan)
 
 
 def _prepare(X, shift):

@@ -4,12 +4,14 @@ import warnings
 
 import numpy as np
 import pandas as pd
+import pymc as pm
 import pytest
 from scipy import stats
 
 import inference
 from inference.functions import functions_for
 from models import missing_data as md
+from models._common import pack
 from zoo.cli import main
 
 
@@ -255,3 +257,19 @@ def test_cli_bad_input(tmp_path, capsys, content, extra, message):
         _, err = capsys.readouterr()
         assert code == 2 and message.split(": ", 1)[1] in err and "Traceback" not in err, (argv, err)
     assert not (tmp_path / "o.csv").exists()
+
+
+def test_the_declaration_draws_rows_in_the_form_it_holds_the_data(correlated):
+    ex, model = correlated
+    truth = md.TRUTH
+    fixed = pm.do(model, {"mu": truth["mu"], "chol": pack(np.linalg.cholesky(truth["cov"]))})
+    draws = pm.draw(fixed["x"], draws=20, random_seed=0)  # 20 x 1000 rows
+    missing = np.isnan(ex.data)
+    assert draws.shape == (20, *ex.data.shape)
+    assert np.all(draws[:, missing] == 0.0) and np.all(draws[:, ~missing] != 0.0)
+    # each column's observed entries: mean and variance of the truth's marginal normal
+    for j in range(3):
+        col = draws[:, ~missing[:, j], j].ravel()
+        sd = np.sqrt(truth["cov"][j, j])
+        assert abs(col.mean() - truth["mu"][j]) < 4 * sd / np.sqrt(col.size)
+        assert col.var() == pytest.approx(truth["cov"][j, j], rel=4 * np.sqrt(2 / col.size))
