@@ -466,8 +466,9 @@ class ModelFunctions:
 
         return self._get(("pointwise",), build)
 
-    def to_unconstrained(self, params: dict) -> np.ndarray:
-        """theta for a dict of constrained free-variable values (value transforms applied forward)."""
+    def _forward(self):
+        """(constrained input variables, the graph of theta from them, its function): the value transforms of
+        the free variables applied forward."""
 
         def build():
             model = self.model
@@ -479,19 +480,60 @@ class ModelFunctions:
                 tr = model.rvs_to_transforms.get(rv)
                 y = tr.forward(x, *rv.owner.inputs) if tr is not None else x
                 pieces.append(pt.as_tensor(y).astype("float64").ravel())
-            return inputs, pytensor.function(inputs, pt.concatenate(pieces), on_unused_input="ignore", mode=self.mode)
+            out = pt.concatenate(pieces)
+            return inputs, out, pytensor.function(inputs, out, on_unused_input="ignore", mode=self.mode)
 
-        inputs, fn = self._get(("forward",), build, warm=False)
+        return self._get(("forward",), build, warm=False)
+
+    def _forward_args(self, params: dict, inputs, leading: int) -> list[np.ndarray]:
         missing = [x.name for x in inputs if x.name not in params]
         if missing:
             raise ValueError(f"params: missing value for free variable(s) {', '.join(missing)}")
         args = []
         for x in inputs:
             value = np.asarray(params[x.name], dtype=x.dtype)
-            if value.ndim != x.type.ndim or any(a is not None and a != b for a, b in zip(x.type.shape, value.shape)):
-                raise ValueError(f"params: expected {x.name} with shape {x.type.shape}, got shape {value.shape}")
+            shape = value.shape[leading:]
+            if value.ndim != x.type.ndim + leading or any(a is not None and a != b
+                                                          for a, b in zip(x.type.shape, shape)):
+                what = f"a leading draw axis and shape {x.type.shape} after it" if leading else f"shape {x.type.shape}"
+                raise ValueError(f"params: expected {x.name} with {what}, got shape {value.shape}")
             args.append(value)
-        return np.asarray(fn(*args), dtype=float)
+        if leading and len({a.shape[0] for a in args}) > 1:
+            raise ValueError(f"params: expected the same number of draws of every variable, got "
+                             f"{', '.join(f'{x.name}: {a.shape[0]}' for x, a in zip(inputs, args))}")
+        return args
+
+    def to_unconstrained(self, params: dict) -> np.ndarray:
+        """theta for a dict of constrained free-variable values (value transforms applied forward)."""
+        inputs, _, fn = self._forward()
+        return np.asarray(fn(*self._forward_args(params, inputs, 0)), dtype=float)
+
+    def to_unconstrained_many(self, params: dict) -> np.ndarray:
+        """Rows of theta (draws x size) for a dict of constrained free-variable values with a leading draw axis.
+        On the uncompiled backend :meth:`to_unconstrained`'s graph vectorised over the draws, one call for all of
+        them; on the compiled one (where a new graph costs seconds to compile) and for a graph that cannot be
+        vectorised, one call per draw."""
+        inputs, out, one = self._forward()
+        args = self._forward_args(params, inputs, 1)
+        S = args[0].shape[0] if args else 0
+
+        def build():
+            from pytensor.graph.replace import vectorize_graph
+
+            batched = [pt.tensor(name=x.name, dtype=x.dtype, shape=(None, *x.type.shape)) for x in inputs]
+            try:
+                if self.mode is None:
+                    raise NotImplementedError("compiled backend: one call per draw")
+                rows = vectorize_graph(out, replace=dict(zip(inputs, batched)))
+                return pytensor.function(batched, rows, on_unused_input="ignore", mode=self.mode)
+            except Exception:  # an Op without a batched form (whatever it raises): one call per draw
+                return lambda *values: np.array([np.asarray(one(*(v[s] for v in values)), dtype=float)
+                                                 for s in range(len(values[0]))])
+
+        if S == 0:
+            return np.empty((0, self.size))
+        fn = self._get(("forward_many",), build, warm=False)
+        return np.asarray(fn(*args), dtype=float).reshape(S, self.size)
 
     # ---------------------------------------------------------------- helpers
     def loglik_at(self, params: dict) -> float:

@@ -94,7 +94,7 @@ def importance_ratios(result: Result, model) -> tuple[np.ndarray, dict]:
         free = fns.free_names()
         flat = {n: np.asarray(result.draws[n]).reshape((-1,) + np.shape(result.draws[n])[2:]) for n in free}
         S = len(flat[free[0]])
-        theta = np.stack([fns.to_unconstrained({n: flat[n][s] for n in free}) for s in range(S)])
+        theta = fns.to_unconstrained_many(flat)
         logq = stats.multivariate_normal(np.asarray(info["q_mean"]), np.asarray(info["q_cov"]),
                                          allow_singular=True).logpdf(theta).reshape(S)
         constrained = {n: np.asarray(d).reshape((S,) + np.shape(d)[2:]) for n, d in result.draws.items()

@@ -51,8 +51,10 @@ def posterior_tree(result: Result, model):
     fn = fns.log_prior_and_pointwise()
     prior = np.empty(shape)
     pointwise = [None] * len(model.observed_RVs)
+    thetas = fns.to_unconstrained_many({n: np.reshape(result.draws[n], (-1,) + np.shape(result.draws[n])[2:])
+                                        for n in free}).reshape(shape + (-1,))
     for c, d in np.ndindex(*shape):
-        out = fn(fns.to_unconstrained({n: result.draws[n][c, d] for n in free}))
+        out = fn(thetas[c, d])
         prior[c, d] = out[0]
         for j, values in enumerate(out[1:]):
             if pointwise[j] is None:

@@ -156,6 +156,27 @@ def test_vectorised_scoring_equals_one_call_per_row(name):
         fns.value_rows("logp")(thetas[:, :-1])
 
 
+@pytest.mark.parametrize("name", ["normal", "gaussian_mixture", "hmm", "missing_data"])
+def test_vectorised_transforms_equal_one_call_per_draw(name):
+    from inference import registry
+
+    spec = registry.get(name)
+    ex = spec.example()
+    fns = functions_for(spec.build(*ex.args, **ex.build_kwargs))
+    thetas = fns.initial_theta + 0.3 * np.random.default_rng(1).standard_normal((40, fns.size))
+    params = {n: v for n, v in fns.constrained_many(thetas).items() if n in fns.free_names()}
+    many = fns.to_unconstrained_many(params)
+    one = np.stack([fns.to_unconstrained({n: v[s] for n, v in params.items()}) for s in range(len(thetas))])
+    np.testing.assert_allclose(many, one, rtol=1e-13, atol=1e-13)
+    np.testing.assert_allclose(many, thetas, rtol=1e-9, atol=1e-9)  # the round trip through the constrained values
+    assert fns.to_unconstrained_many({n: v[:0] for n, v in params.items()}).shape == (0, fns.size)
+    first = fns.free_names()[0]
+    with pytest.raises(ValueError, match=f"params: expected {first} with a leading draw axis"):
+        fns.to_unconstrained_many({**params, first: params[first][0]})
+    with pytest.raises(ValueError, match="params: missing value"):
+        fns.to_unconstrained_many({n: v for n, v in params.items() if n != first})
+
+
 def test_advi_pathfinder_and_nuts_share_one_compiled_density(monkeypatch):
     # where an uncompiled call is slow (forced here on the normal model, whose compile is quick), ADVI's steps,
     # Pathfinder's scoring and NUTS run on one compilation of the log density: PyMC's ValueGradFunction, made once
