@@ -15,7 +15,7 @@ from scipy.special import gammaln
 
 import inference
 from inference import registry
-from inference.functions import functions_for
+from inference.functions import PY_MODE, functions_for
 from inference.study import Z95, study
 from models import missing_data
 from models._common import dist_params, pack
@@ -204,7 +204,15 @@ def test_simulation_reuses_its_compiled_draw_with_the_same_numbers():
     from models import normal
 
     fixed = pm.do(normal.build(np.arange(25.0)), {"mu": np.array(1.0), "sigma": np.array(3.0)})
-    np.testing.assert_array_equal(a, pm.draw(fixed["y"], random_seed=9))
+    np.testing.assert_array_equal(a, pm.draw(fixed["y"], random_seed=9, mode=PY_MODE))
+    # small draws run uncompiled, large ones compiled: each repeats pm.draw with its mode
+    from models._common import PY_DRAW_MAX_VALUES, draw_mode
+
+    n_big = PY_DRAW_MAX_VALUES + 1
+    big = spec.simulate({"mu": 1.0, "sigma": 3.0}, n_big, 9)
+    fixed_big = pm.do(normal.build(np.zeros(n_big), _placeholder=True), {"mu": np.array(1.0), "sigma": np.array(3.0)})
+    assert draw_mode(fixed["y"]) is PY_MODE and draw_mode(fixed_big["y"]) is None
+    np.testing.assert_array_equal(big, pm.draw(fixed_big["y"], random_seed=9))
     # a mixture draws from two generators: reseeded in pm.draw's order, the numbers are still pm.draw's
     from models import poisson
 
@@ -212,7 +220,7 @@ def test_simulation_reuses_its_compiled_draw_with_the_same_numbers():
     first, _, again = (poisson.simulate(truth, 40, s) for s in (3, 4, 3))
     np.testing.assert_array_equal(first, again)
     model = pm.do(poisson.build(np.arange(40) % 3, k=2, _initval=False), truth)
-    np.testing.assert_array_equal(first, pm.draw(model["y"], random_seed=3))
+    np.testing.assert_array_equal(first, pm.draw(model["y"], random_seed=3, mode=PY_MODE))
     # the multivariate mixture keeps its compiled draw too (large test data are written file by file from it)
     from models import gaussian_mixture as gm
     from models._common import pack
@@ -222,7 +230,7 @@ def test_simulation_reuses_its_compiled_draw_with_the_same_numbers():
     fixed = {"w": gm.TRUTH_3D["w"], "mu_first": gm.TRUTH_3D["mu"][:, 0], "mu_rest": gm.TRUTH_3D["mu"][:, 1:],
              **{f"chol_{j}": pack(np.linalg.cholesky(c)) for j, c in enumerate(gm.TRUTH_3D["cov"])}}
     model = pm.do(gm.build(np.random.default_rng(0).standard_normal((30, 3)), k=3, _initval=False), fixed)
-    np.testing.assert_array_equal(first, pm.draw(model["x"], random_seed=5))
+    np.testing.assert_array_equal(first, pm.draw(model["x"], random_seed=5, mode=PY_MODE))
 
 
 # ------------------------------------------------------------------------------------------------ same numbers
