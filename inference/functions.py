@@ -517,18 +517,20 @@ class ModelFunctions:
         args = self._forward_args(params, inputs, 1)
         S = args[0].shape[0] if args else 0
 
+        def per_draw(*values):
+            return np.array([np.asarray(one(*(v[s] for v in values)), dtype=float) for s in range(len(values[0]))])
+
         def build():
             from pytensor.graph.replace import vectorize_graph
 
+            if self.mode is None:
+                return per_draw
             batched = [pt.tensor(name=x.name, dtype=x.dtype, shape=(None, *x.type.shape)) for x in inputs]
             try:
-                if self.mode is None:
-                    raise NotImplementedError("compiled backend: one call per draw")
                 rows = vectorize_graph(out, replace=dict(zip(inputs, batched)))
                 return pytensor.function(batched, rows, on_unused_input="ignore", mode=self.mode)
-            except Exception:  # an Op without a batched form (whatever it raises): one call per draw
-                return lambda *values: np.array([np.asarray(one(*(v[s] for v in values)), dtype=float)
-                                                 for s in range(len(values[0]))])
+            except Exception:  # an Op without a batched form (whatever it raises)
+                return per_draw
 
         if S == 0:
             return np.empty((0, self.size))

@@ -156,13 +156,14 @@ def test_vectorised_scoring_equals_one_call_per_row(name):
         fns.value_rows("logp")(thetas[:, :-1])
 
 
-@pytest.mark.parametrize("name", ["normal", "gaussian_mixture", "hmm", "missing_data"])
-def test_vectorised_transforms_equal_one_call_per_draw(name):
+@pytest.mark.parametrize("name, backend", [("normal", None), ("normal", "compiled"), ("gaussian_mixture", None),
+                                           ("hmm", None), ("missing_data", None)])
+def test_vectorised_transforms_equal_one_call_per_draw(name, backend):
     from inference import registry
 
     spec = registry.get(name)
     ex = spec.example()
-    fns = functions_for(spec.build(*ex.args, **ex.build_kwargs))
+    fns = functions_for(spec.build(*ex.args, **ex.build_kwargs), backend=backend)
     thetas = fns.initial_theta + 0.3 * np.random.default_rng(1).standard_normal((40, fns.size))
     params = {n: v for n, v in fns.constrained_many(thetas).items() if n in fns.free_names()}
     many = fns.to_unconstrained_many(params)
