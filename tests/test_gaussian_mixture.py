@@ -266,6 +266,7 @@ def test_segmentation_recovers_colour_blocks(tmp_path, capsys):
         assert np.all(block == block[0, 0])
     assert len({labels[0, 0], labels[0, 20], labels[0, 40]}) == 3
     np.testing.assert_allclose(seg["segmented"][0, 0], [0.9, 0.1, 0.1], atol=0.03)
+    assert all(np.isnan(v).all() for v in seg["result"].sd.values())  # no standard errors computed for a segmentation
     from skimage import io
 
     path = tmp_path / "blocks.png"

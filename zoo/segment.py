@@ -43,7 +43,8 @@ def segment(rgb, k: int = 5, *, seed=0, max_iter: int = 200, reg_covar: float = 
     ridge; ``reg_covar`` (in squared Lab units, 1e-3 by default) keeps every covariance regular.
 
     Returns the labels (H x W), the segmented image (each pixel painted with its component's mean colour, RGB) and
-    the EM result.
+    the EM result, without standard errors (NaN ``sd``): a segmentation needs the labels and the means, and the
+    observed information of a mixture over every pixel took longer to compile than EM took to run.
     """
     from skimage import color
 
@@ -59,7 +60,7 @@ def segment(rgb, k: int = 5, *, seed=0, max_iter: int = 200, reg_covar: float = 
         raise ValueError(f"--k: expected at most as many components as distinct colours ({distinct}), got {k}")
     model = gaussian_mixture.build(X, k=k)
     result = em(model, seed=seed, max_iter=max_iter, tol=1e-9, param_tol=1e-6, progress=progress,
-                reg_covar=reg_covar, callback=_progress_line(max_iter) if progress else None)
+                reg_covar=reg_covar, callback=_progress_line(max_iter) if progress else None, standard_errors=False)
     if progress and sys.stderr.isatty():
         print(file=sys.stderr)
     resp = result.info["responsibilities"]
