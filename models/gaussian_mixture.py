@@ -434,12 +434,14 @@ def _check_collapse(cov, ref: float = 0.0, max_condition: float = 1e12):
     1 / ``max_condition`` of its largest, or of ``ref``, the data's own variance) that its density is no longer
     computed to a useful precision, has collapsed onto a few points: the likelihood grows without bound there, so
     it is an error naming the component, not a wrong step."""
-    for j, c in enumerate(cov):
-        eig = np.linalg.eigvalsh(c)
-        if not np.all(np.isfinite(eig)) or eig[0] <= max(eig[-1], ref) / max_condition:
-            raise FloatingPointError(f"EM: component {j} collapsed (its covariance is singular or nearly so: "
-                                     f"condition number {eig[-1] / max(eig[0], 1e-300):.1e}); increase reg_covar, "
-                                     "use fewer components, or MAP-EM")
+    eigs = np.linalg.eigvalsh(np.asarray(cov, dtype=float))  # every component at once (EM checks every step)
+    bad = ~np.all(np.isfinite(eigs), axis=-1) | (eigs[:, 0] <= np.maximum(eigs[:, -1], ref) / max_condition)
+    if bad.any():
+        j = int(np.argmax(bad))
+        eig = eigs[j]
+        raise FloatingPointError(f"EM: component {j} collapsed (its covariance is singular or nearly so: "
+                                 f"condition number {eig[-1] / max(eig[0], 1e-300):.1e}); increase reg_covar, "
+                                 "use fewer components, or MAP-EM")
 
 
 def _check_params(p, K, D, name):
