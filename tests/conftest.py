@@ -35,16 +35,14 @@ def _quiet_future_warnings():
 _SPLIT = ("test_generic", "test_study", "test_notebooks")
 
 # Seconds each of the slowest groups took on the 2-core reference machine with the compile cache filled (as CI finds
-# it), one BLAS thread per worker; about 790 s in all. The groups are handed out slowest first, so the long ones do
+# it), one BLAS thread per worker; about 700 s in all. The groups are handed out slowest first, so the long ones do
 # not start last and leave one worker idle.
 _SECONDS = {
-    "test_hmm": 54, "test_gaussian_mixture": 50, "test_pathfinder": 48, "test_notebooks-08_simulation_study": 45,
-    "test_study": 40, "test_lda": 39, "test_generic-gaussian_mixture": 35, "test_diagnostics": 35,
-    "test_study-missing_data": 26, "test_notebooks-09_online_em": 26, "test_functions": 25,
-    "test_notebooks-07_limits": 25, "test_missing_data": 23, "test_reliability": 22, "test_generic-hmm": 20,
-    "test_study-hmm": 20, "test_study-gaussian_mixture": 19, "test_properties": 19, "test_generic-missing_data": 18,
-    "test_notebooks-04_em_gaussian_mixture": 18, "test_chunked": 18, "test_notebooks-06_segmentation": 16,
-    "test_samplers": 16,
+    "test_hmm": 46, "test_pathfinder": 45, "test_generic-gaussian_mixture": 43, "test_diagnostics": 37,
+    "test_study": 37, "test_notebooks-08_simulation_study": 35, "test_lda": 33, "test_gaussian_mixture": 32,
+    "test_study-hmm": 27, "test_missing_data": 24, "test_study-gaussian_mixture": 23, "test_reliability": 21,
+    "test_functions": 20, "test_study-missing_data": 20, "test_notebooks-09_online_em": 18, "test_chunked": 18,
+    "test_properties": 17, "test_notebooks-07_limits": 17, "test_generic-missing_data": 16, "test_generic-hmm": 16,
 }
 
 
