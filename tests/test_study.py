@@ -223,7 +223,6 @@ def test_simulation_reuses_its_compiled_draw_with_the_same_numbers():
     np.testing.assert_array_equal(first, pm.draw(model["y"], random_seed=3, mode=PY_MODE))
     # the multivariate mixture keeps its compiled draw too (large test data are written file by file from it)
     from models import gaussian_mixture as gm
-    from models._common import pack
 
     first, _, again = (gm.simulate(gm.TRUTH_3D, 30, s) for s in (5, 6, 5))
     np.testing.assert_array_equal(first, again)
