@@ -248,7 +248,7 @@ def em(model, *, prior: bool = False, n_init: int = 1, tol: float = 1e-10, param
         starts = [math.init(rng) for _ in range(n_init)]
 
     from .functions import functions_for
-    from .optimize import laplace_sd
+    from .optimize import laplace_sd, nan_sd
 
     fns = functions_for(model)
     method = "map_em" if prior else "em"
@@ -272,7 +272,7 @@ def em(model, *, prior: bool = False, n_init: int = 1, tol: float = 1e-10, param
     if standard_errors:
         sd = laplace_sd(fns, theta, "logpost" if prior else "loglik", method)
     else:
-        sd = {n: np.full(np.shape(v), np.nan) for n, v in fns.constrained(theta).items()}
+        sd = nan_sd(fns.constrained(theta))
     t_run += time.perf_counter() - t0 - (fns.compile_seconds - before)
     info = {"objective": "log density (no Jacobian)" if prior else "log-likelihood",
             "starts": [float(r.trace[-1]) for r in runs], "starts_converged": [bool(r.converged) for r in runs],

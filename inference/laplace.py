@@ -20,7 +20,7 @@ import numpy as np
 
 from .checks import check
 from .functions import functions_for
-from .optimize import minimise, unconstrained_cov
+from .optimize import minimise, nan_sd, unconstrained_cov
 from .result import Result, summarise_draws, warn_not_converged
 from .starts import as_generator, starting_points
 
@@ -56,7 +56,7 @@ def laplace(model, *, seed=None, draws: int = 4000, start=None, n_init: int = 1,
             "theta": mode}
     if cov is None:
         params = fns.constrained(mode)
-        sd = {n: np.full(np.shape(v), np.nan) for n, v in params.items()}
+        sd = nan_sd(params)
         loglik = float(fns.value("loglik")(mode))
         warn_not_converged("laplace", "no Gaussian: the Hessian at the mode is not negative definite")
         return Result(method="laplace", params=params, sd=sd, loglik=loglik, trace=np.array(trace),

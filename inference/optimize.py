@@ -14,7 +14,7 @@ from .functions import functions_for
 from .result import Result, warn_not_converged
 from .starts import starting_points
 
-__all__ = ["laplace_sd", "map_estimate", "mle"]
+__all__ = ["laplace_sd", "map_estimate", "mle", "nan_sd"]
 
 
 def mle(model, *, start=None, n_init: int = 1, seed=None, max_iter: int = 1000, gtol: float = 1e-9) -> Result:
@@ -172,18 +172,22 @@ def unconstrained_cov(fns, theta, kind: str, method: str, hess=None):
     return Linv.T @ Linv
 
 
-def laplace_sd(fns, theta, kind: str, method: str, hess=None) -> dict:
+def nan_sd(params: dict) -> dict:
+    """NaN standard errors shaped like ``params`` (no information, or none computed)."""
+    return {n: np.full(np.shape(v), np.nan) for n, v in params.items()}
+
+
+def laplace_sd(fns, theta, kind: str, method: str) -> dict:
     """Standard errors of the constrained parameters from the Hessian of ``kind`` at ``theta``.
 
     cov(theta) = (-H)^-1 in the unconstrained space, then J cov J^T for the constrained parameters (delta method).
-    A Hessian that is not negative definite gives NaN standard errors and a warning. ``hess``: the Hessian
-    function to use (default ``fns.hessian(kind)``).
+    A Hessian that is not negative definite gives NaN standard errors and a warning.
     """
     names = fns.param_names
     params = fns.constrained(theta)
-    cov_u = unconstrained_cov(fns, theta, kind, method, hess)
+    cov_u = unconstrained_cov(fns, theta, kind, method)
     if cov_u is None:
-        return {n: np.full(np.shape(params[n]), np.nan) for n in names}
+        return nan_sd(params)
     J = fns.constrained_jacobian(theta)
     var = np.einsum("ij,jk,ik->i", J, cov_u, J)
     out, pos = {}, 0
