@@ -91,6 +91,22 @@ def test_without_a_terminal_each_estimator_is_one_line_and_pymc_says_nothing_bet
     assert [r.getMessage() for r in records if r.levelno < logging.WARNING] == []  # no "Initializing NUTS ..."
 
 
+def test_n_init_runs_every_start_and_shows_each_final_value(tmp_path, capsys):
+    out_json = tmp_path / "r.json"
+    code, out, err = run(["compare", "poisson", "--k", "2", "--estimators", "mle,em", "--n-init", "3",
+                          "--json", str(out_json), "--quiet"], capsys)
+    assert code == 0, err
+    doc = json.loads(out_json.read_text())["runs"][0]["estimators"]
+    for est in ("mle", "em"):
+        (line,) = [ln for ln in out.splitlines() if ln.startswith(f"{est}: 3 starts, final objective ")]
+        values = [float(v) for v in line.split("final objective ")[1].split(", ")]
+        assert len(values) == 3
+        # the result is the best start's: its log-likelihood is the largest final value shown
+        assert max(values) == pytest.approx(doc[est]["loglik"], abs=2e-6)
+    code, out, err = run(["compare", "poisson", "--n-init", "0"], capsys)
+    assert code == 2 and err.strip() == "zoo: error: --n-init: expected a positive integer, got 0"
+
+
 def _csv(tmp_path, name, text):
     p = tmp_path / name
     p.write_text(text)
