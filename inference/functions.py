@@ -16,7 +16,8 @@ log-likelihood column of a comparison all reuse one compilation. The data are re
 
 Two backends (``functions_for(model, backend=...)``): ``"python"`` runs PyTensor's rewritten graph with NumPy and
 compiles nothing (a first call within a fraction of a second, then a few hundred microseconds per call for a small
-model); ``"compiled"`` is PyTensor's default backend (Numba): seconds to compile each graph on an empty cache and
+model); ``"compiled"`` is PyTensor's Numba backend (:data:`inference.compiled_mode.COMPILED_MODE`, whose matrix
+products compile in a second instead of 10 to 15): seconds to compile each graph on an empty cache and
 under a second from PyTensor's cache, then a few microseconds per call. One fit on one data set gains nothing from
 compiling, a simulation study running the same functions on thousands of data sets gains 10 to 50 times per call.
 Both run the same rewritten graph; their results agree to round-off.
@@ -25,8 +26,8 @@ The compiled log density of the unconstrained values (``"logp"``, the density NU
 ``model.logp_dlogp_function``, compiled once per model (:meth:`ModelFunctions.shared_density`) and shared by every
 estimator that needs it compiled: ADVI's thousands of steps, Pathfinder's and the importance ratios' scoring of
 draws where an uncompiled call is slow, and NUTS, whose ``pm.sample`` calls get copies of it
-(:func:`share_compiled_density`). On the missing-data model that is one Numba compilation of its gradient instead of
-three (87 + 32 + 11 s on an empty cache).
+(:func:`share_compiled_density`, which compiles it in the same mode). On the missing-data model that is one Numba
+compilation of its gradient instead of three.
 """
 
 from __future__ import annotations
@@ -41,6 +42,8 @@ import pytensor.tensor as pt
 from pytensor.compile.mode import Mode
 from pytensor.gradient import grad, jacobian
 from pytensor.graph.replace import graph_replace
+
+from .compiled_mode import COMPILED_MODE
 
 __all__ = ["BACKENDS", "ModelFunctions", "functions_for", "share_compiled_density"]
 
@@ -75,7 +78,7 @@ def functions_for(model, backend: str | None = None) -> ModelFunctions:
     if backend == "auto":
         backend = "python" if fns.size <= PY_MODE_MAX_PARAMETERS else "compiled"
     if backend is not None and backend != fns.backend:
-        fns.mode = PY_MODE if backend == "python" else None
+        fns.mode = PY_MODE if backend == "python" else COMPILED_MODE
         fns._compiled.clear()
     return fns
 
@@ -88,7 +91,8 @@ def share_compiled_density(model) -> None:
     in with ``pm.set_data``), and the compiled function reads them at every call. The first compilation is kept and
     each call gets a copy with its own runtime state (``ValueGradFunction.copy``, what PyMC's frozen models do), so
     the draws are those a fresh compilation gives. :meth:`ModelFunctions.shared_density` asks for the same
-    function as ``pm.sample``'s NUTS initialisation, so ADVI, Pathfinder and NUTS share one compilation.
+    function as ``pm.sample``'s NUTS initialisation, so ADVI, Pathfinder and NUTS share one compilation. Unless the
+    caller names a ``mode``, it is compiled in :data:`~inference.compiled_mode.COMPILED_MODE`.
     """
     if "logp_dlogp_function" in vars(model):  # already done
         return
@@ -98,6 +102,7 @@ def share_compiled_density(model) -> None:
     def logp_dlogp_function(grad_vars=None, tempered=False, initial_point=None, ravel_inputs=None, **kwargs):
         if initial_point is None:
             initial_point = model.initial_point(0)
+        kwargs.setdefault("mode", COMPILED_MODE)
         key = (None if grad_vars is None else tuple(grad_vars), tempered, ravel_inputs, repr(sorted(kwargs.items())))
         fn = kept.get(key)
         if fn is None:
@@ -152,7 +157,7 @@ class ModelFunctions:
         outs = model.replace_rvs_by_values(list(model.free_RVs) + list(model.deterministics))
         self._param_graphs = [graph_replace(o, self._replace, strict=False) for o in outs]
         self.initial_theta = self.pack_unconstrained(point)
-        self.mode = PY_MODE if self.size <= PY_MODE_MAX_PARAMETERS else None  # None: PyTensor's default backend
+        self.mode = PY_MODE if self.size <= PY_MODE_MAX_PARAMETERS else COMPILED_MODE
 
     @property
     def backend(self) -> str:
@@ -236,14 +241,14 @@ class ModelFunctions:
         objective) and that of the free variables' terms, with or without the Jacobian."""
         if kind not in self.KINDS:
             raise ValueError(f"kind: expected 'loglik', 'logpost' or 'logp', got {kind!r}")
-        if many_calls and kind == "logp" and self.mode is None:
+        if many_calls and kind == "logp" and self.mode is COMPILED_MODE:
             return self.shared_density()
         fn = self._sum_of_parts(kind, self.mode)
-        if not many_calls or self.mode is None:
+        if not many_calls or self.mode is COMPILED_MODE:
             return fn
         if not self._slow(fn, kind):
             return fn
-        return self.shared_density() if kind == "logp" else self._sum_of_parts(kind, None)
+        return self.shared_density() if kind == "logp" else self._sum_of_parts(kind, COMPILED_MODE)
 
     def _sum_of_parts(self, kind: str, mode):
         def part(name):
@@ -252,7 +257,7 @@ class ModelFunctions:
                 g = grad(expr, self.theta, disconnected_inputs="ignore")
                 return self._theta_function([expr, g], mode=mode)
 
-            return self._get(("vg", name, mode is None), build)
+            return self._get(("vg", name, mode is COMPILED_MODE), build)
 
         fns = [part(name) for name in self._PARTS[kind]]
         if len(fns) == 1:
@@ -279,7 +284,7 @@ class ModelFunctions:
 
     def shared_density(self):
         """f(theta) -> (value, gradient) of ``"logp"`` (the log density of the unconstrained values, Jacobian
-        included), compiled once with PyTensor's default backend by PyMC itself: the function
+        included), compiled once in :data:`~inference.compiled_mode.COMPILED_MODE` by PyMC itself: the function
         ``model.logp_dlogp_function(ravel_inputs=True)`` that ``pm.sample`` initialises NUTS with, whose later calls
         get copies of this compilation (:func:`share_compiled_density`). Its flat input is theta: the model's
         continuous value variables raveled in ``model.value_vars`` order."""
@@ -392,7 +397,7 @@ class ModelFunctions:
         fn = self._compiled.get(("score", kind))
         if fn is not None:
             return fn
-        if self.mode is not None:
+        if self.mode is PY_MODE:
             rows = self.value_rows(kind)
             block = np.repeat(self.initial_theta[None, :], 32, axis=0)
             rows(block)
@@ -406,9 +411,9 @@ class ModelFunctions:
 
             def one(theta):
                 return float(shared(theta)[0])
-        elif self.mode is not None:
+        elif self.mode is PY_MODE:
             def build():
-                compiled = self._theta_function(self._objective_graph(kind), mode=None)
+                compiled = self._theta_function(self._objective_graph(kind), mode=COMPILED_MODE)
                 return lambda theta: float(compiled(theta))
 
             one = self._get(("v-compiled", kind), build)
@@ -523,7 +528,7 @@ class ModelFunctions:
         def build():
             from pytensor.graph.replace import vectorize_graph
 
-            if self.mode is None:
+            if self.mode is COMPILED_MODE:
                 return per_draw
             batched = [pt.tensor(name=x.name, dtype=x.dtype, shape=(None, *x.type.shape)) for x in inputs]
             try:

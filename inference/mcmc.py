@@ -8,8 +8,10 @@ import time
 import arviz as az
 import numpy as np
 import pymc as pm
+import pytensor
 
 from .checks import check, check_model
+from .compiled_mode import COMPILED_MODE
 from .functions import functions_for, share_compiled_density
 from .result import Result, summarise_draws, warn_not_converged
 from .starts import as_generator
@@ -55,10 +57,13 @@ def nuts(model, *, draws: int = 1000, tune: int = 1000, chains: int = 2, seed=No
     rng = as_generator(seed)
     sample_seed = int(rng.integers(0, 2**31 - 1))
     fns = functions_for(model)
+    flags = {}
     if sampler == "pymc":
         share_compiled_density(model)  # the compilation ADVI and Pathfinder made, when they ran first
+        # and the functions pm.sample compiles besides (the trace's deterministics) in the same mode
+        flags = {"mode": COMPILED_MODE}
     t0 = time.perf_counter()
-    with model:
+    with model, pytensor.config.change_flags(**flags):
         idata = pm.sample(draws=draws, tune=tune, chains=chains, cores=1, random_seed=sample_seed,
                           target_accept=target_accept, progressbar=progress, compute_convergence_checks=False,
                           nuts_sampler=sampler)

@@ -206,3 +206,79 @@ def test_advi_pathfinder_and_nuts_share_one_compiled_density(monkeypatch):
         np.testing.assert_allclose(grad, vg(theta)[1], rtol=1e-10)
     with pytest.raises(ValueError, match=r"theta: expected a vector of 2 values"):
         fns.shared_density()(np.zeros(3))
+
+
+# ------------------------------------------------------------------ the compiled mode's matrix products
+def _products(x, y, batched=False):
+    import pytensor
+    import pytensor.tensor as pt
+    from pytensor.tensor.blas import BatchedDot
+
+    from inference.compiled_mode import COMPILED_MODE
+
+    a = pt.tensor("a", dtype=x.dtype, shape=(None,) * x.ndim)
+    b = pt.tensor("b", dtype=y.dtype, shape=(None,) * y.ndim)
+    # transposed inputs reach the product as strided views, the layouts the Numba products must read
+    out = BatchedDot()(a.mT, b) if batched else pt.dot(a.T, b)
+    fn = pytensor.function([a, b], out, mode=COMPILED_MODE)
+    return fn, [type(n.op).__name__ for n in fn.maker.fgraph.toposort()]
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("shape", [(3, 3, 3), (5, 1, 7), (40, 800, 2), (64, 64, 64)])  # m, k, n: loops and BLAS
+def test_compiled_mode_products_equal_numpy_for_every_layout(shape, dtype):
+    m, k, n = shape
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((k, m)).astype(dtype)  # used as x.T: an F-ordered m x k operand
+    y = rng.standard_normal((k, n)).astype(dtype)
+    fn, ops = _products(x, y)
+    assert "NpDot" in ops and "Dot" not in ops
+    tol = 1e-12 if dtype == "float64" else 1e-4
+    for yy in (y, np.asfortranarray(y), rng.standard_normal((k, 2 * n)).astype(dtype)[:, ::2]):
+        got = fn(x, yy)
+        assert got.dtype == np.dtype(dtype) and got.shape == (m, n)
+        np.testing.assert_allclose(got, x.T.astype(float) @ yy.astype(float), rtol=tol, atol=tol * k)
+
+    xb = rng.standard_normal((4, k, m)).astype(dtype)
+    yb = rng.standard_normal((4, k, n)).astype(dtype)
+    fb, ops = _products(xb, yb, batched=True)
+    assert "NpBatchedDot" in ops and "BatchedDot" not in ops
+    np.testing.assert_allclose(fb(xb, yb), np.einsum("bkm,bkn->bmn", xb.astype(float), yb.astype(float)),
+                               rtol=tol, atol=tol * k)
+
+
+def test_compiled_mode_leaves_other_products_and_other_modes_alone():
+    import pytensor
+    import pytensor.tensor as pt
+
+    from inference.compiled_mode import COMPILED_MODE
+
+    a, b = pt.lmatrix("a"), pt.lmatrix("b")
+    fn = pytensor.function([a, b], pt.dot(a, b), mode=COMPILED_MODE)  # integers: PyTensor's own Dot
+    assert "Dot" in [type(n.op).__name__ for n in fn.maker.fgraph.toposort()]
+    np.testing.assert_array_equal(fn(np.arange(6).reshape(2, 3), np.ones((3, 2), int)), [[3, 3], [12, 12]])
+    x, y = pt.dmatrix("x"), pt.dmatrix("y")
+    default = pytensor.function([x, y], pt.dot(x, y), mode="NUMBA")
+    assert "Dot" in [type(n.op).__name__ for n in default.maker.fgraph.toposort()]
+
+
+def test_the_compiled_backend_and_pymc_density_use_the_compiled_mode():
+    from inference.compiled_mode import COMPILED_MODE
+    from models import logistic
+
+    ex = logistic.example()
+    model = logistic.build(*ex.args, **ex.build_kwargs)
+    fns = functions_for(model, backend="compiled")
+    assert fns.mode is COMPILED_MODE
+    theta = fns.initial_theta + 0.1
+    compiled = fns.value_and_grad("loglik")(theta)
+    python = functions_for(model, backend="python").value_and_grad("loglik")(theta)
+    np.testing.assert_allclose(compiled[0], python[0], rtol=1e-13)
+    np.testing.assert_allclose(compiled[1], python[1], rtol=1e-12)
+    dens = fns.shared_density()
+    ops = [type(n.op).__name__ for n in model.logp_dlogp_function(ravel_inputs=True)._pytensor_function.maker
+           .fgraph.toposort()]
+    assert "NpDot" in ops and "Dot" not in ops
+    value, grad_ = dens(theta)
+    np.testing.assert_allclose(value, float(fns.value_and_grad("logp")(theta)[0]), rtol=1e-12)
+    assert grad_.shape == theta.shape
