@@ -16,7 +16,7 @@ log-likelihood column of a comparison all reuse one compilation. The data are re
 
 Two backends (``functions_for(model, backend=...)``): ``"python"`` runs PyTensor's rewritten graph with NumPy and
 compiles nothing (a first call within a fraction of a second, then a few hundred microseconds per call for a small
-model); ``"compiled"`` is PyTensor's Numba backend (:data:`inference.compiled_mode.COMPILED_MODE`, whose matrix
+model); ``"compiled"`` is PyTensor's Numba backend (:data:`inference.modes.COMPILED_MODE`, whose matrix
 products compile in a second instead of 10 to 15): seconds to compile each graph on an empty cache and
 under a second from PyTensor's cache, then a few microseconds per call. One fit on one data set gains nothing from
 compiling, a simulation study running the same functions on thousands of data sets gains 10 to 50 times per call.
@@ -39,11 +39,10 @@ from dataclasses import dataclass, field
 import numpy as np
 import pytensor
 import pytensor.tensor as pt
-from pytensor.compile.mode import Mode
 from pytensor.gradient import grad, jacobian
 from pytensor.graph.replace import graph_replace
 
-from .compiled_mode import COMPILED_MODE
+from .modes import COMPILED_MODE, PY_MODE
 
 __all__ = ["BACKENDS", "ModelFunctions", "functions_for", "share_compiled_density"]
 
@@ -55,8 +54,7 @@ _CACHE: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 # on a cold cache) would dominate. With many parameters (a model that imputes hundreds of missing values) the
 # Hessian needs thousands of calls and the compiled backend pays for itself, as it does for ADVI's thousands of
 # steps when one uncompiled call is slow (``value_and_grad(..., many_calls=True)``). NUTS uses PyMC's own, which is
-# the one compiled log density those callers share (``ModelFunctions.shared_density``).
-PY_MODE = Mode(linker="py", optimizer="fast_run").excluding("fusion", "inplace")
+# the one compiled log density those callers share (``ModelFunctions.shared_density``). Both modes: inference.modes.
 PY_MODE_MAX_PARAMETERS = 40
 BACKENDS = ("auto", "python", "compiled")
 
@@ -92,7 +90,7 @@ def share_compiled_density(model) -> None:
     each call gets a copy with its own runtime state (``ValueGradFunction.copy``, what PyMC's frozen models do), so
     the draws are those a fresh compilation gives. :meth:`ModelFunctions.shared_density` asks for the same
     function as ``pm.sample``'s NUTS initialisation, so ADVI, Pathfinder and NUTS share one compilation. Unless the
-    caller names a ``mode``, it is compiled in :data:`~inference.compiled_mode.COMPILED_MODE`.
+    caller names a ``mode``, it is compiled in :data:`~inference.modes.COMPILED_MODE`.
     """
     if "logp_dlogp_function" in vars(model):  # already done
         return
@@ -284,7 +282,7 @@ class ModelFunctions:
 
     def shared_density(self):
         """f(theta) -> (value, gradient) of ``"logp"`` (the log density of the unconstrained values, Jacobian
-        included), compiled once in :data:`~inference.compiled_mode.COMPILED_MODE` by PyMC itself: the function
+        included), compiled once in :data:`~inference.modes.COMPILED_MODE` by PyMC itself: the function
         ``model.logp_dlogp_function(ravel_inputs=True)`` that ``pm.sample`` initialises NUTS with, whose later calls
         get copies of this compilation (:func:`share_compiled_density`). Its flat input is theta: the model's
         continuous value variables raveled in ``model.value_vars`` order."""

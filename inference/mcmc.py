@@ -11,7 +11,7 @@ import pymc as pm
 import pytensor
 
 from .checks import check, check_model
-from .compiled_mode import COMPILED_MODE
+from .modes import COMPILED_MODE
 from .functions import functions_for, share_compiled_density
 from .result import Result, summarise_draws, warn_not_converged
 from .starts import as_generator
