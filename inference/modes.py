@@ -4,7 +4,9 @@
 builds softmax and log-softmax as ``OpFromGraph`` ops whose inner graph it links with C thunks, compiled by the C
 compiler on an empty cache: 13 to 23 seconds before the first call of a mixture's log-likelihood. ``PY_MODE``
 inlines every ``OpFromGraph`` (but those made for a backend, such as fused loops) once the rewrites that create them
-have run, so the whole graph runs on NumPy: the same first call takes half a second.
+have run, so the whole graph runs on NumPy: the same first call takes half a second. A batched one (``Blockwise``:
+the logsumexp of a log density vectorised over draws) is replaced by its inner graph vectorised, which took the first
+scoring of a mixture's draws from 12 s to 0.24 s on an empty cache.
 
 ``COMPILED_MODE``, the compiled backend: PyTensor's Numba mode, with the same inlining (Numba compiles each
 ``OpFromGraph`` as a function of its own; inlined, a mixture's density compiles in 19 s instead of 26 on an empty
@@ -28,10 +30,12 @@ import numpy as np
 from pytensor.compile.builders import FinalizedOpFromGraph, OpFromGraph
 from pytensor.compile.mode import Mode, get_mode
 from pytensor.compile.rewriting import inline_ofg_node
+from pytensor.graph.replace import vectorize_graph
 from pytensor.graph.rewriting.basic import dfs_rewriter, node_rewriter
 from pytensor.link.numba.dispatch import basic as numba_basic
 from pytensor.link.numba.dispatch.basic import register_funcify_default_op_cache_key
 from pytensor.tensor.blas import BatchedDot
+from pytensor.tensor.blockwise import Blockwise
 from pytensor.tensor.math import Dot
 
 __all__ = ["COMPILED_MODE", "PY_MODE", "NpBatchedDot", "NpDot"]
@@ -107,11 +111,20 @@ def _use_np_dot(fgraph, node):
     return op.make_node(*node.inputs).outputs
 
 
-@node_rewriter([OpFromGraph])
+def _inlinable(op) -> bool:
+    # not those made for the backend (fused elementwise loops): kept whole
+    return isinstance(op, OpFromGraph) and not isinstance(op, FinalizedOpFromGraph)
+
+
+@node_rewriter([OpFromGraph, Blockwise])
 def _inline(fgraph, node):
-    if isinstance(node.op, FinalizedOpFromGraph):  # made for the backend (fused elementwise loops): kept whole
-        return None
-    return inline_ofg_node(node)
+    if isinstance(node.op, Blockwise):  # a batched one (a vectorised logsumexp): its inner graph, vectorised
+        if not _inlinable(node.op.core_op):
+            return None
+        inner = node.op.core_op.fgraph.unfreeze()
+        outs = vectorize_graph(list(inner.outputs), replace=dict(zip(inner.inputs, node.inputs)))
+        return outs
+    return inline_ofg_node(node) if _inlinable(node.op) else None
 
 
 # After canonicalisation, stabilisation and specialisation (which create the softmax ops), before elemwise fusion.

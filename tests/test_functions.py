@@ -324,3 +324,24 @@ def test_the_compiled_mode_inlines_softmax_too():
                 if isinstance(n.op, OpFromGraph) and not isinstance(n.op, FinalizedOpFromGraph)]
     xv = np.array([[1000.0, 0.0, -1000.0], [0.5, -0.25, 2.0]])
     np.testing.assert_allclose(fn(xv), special.log_softmax(xv, axis=1), rtol=1e-14)
+
+
+def test_the_uncompiled_mode_inlines_a_vectorised_logsumexp():
+    # scoring draws vectorises the log density: logsumexp becomes a Blockwise of an OpFromGraph, inlined as well
+    import pytensor
+    import pytensor.tensor as pt
+    from pytensor.compile.builders import FinalizedOpFromGraph, OpFromGraph
+    from pytensor.graph.replace import vectorize_graph
+    from scipy import special
+
+    from inference.modes import PY_MODE
+
+    x, rows = pt.dvector("x"), pt.dmatrix("rows")
+    out = vectorize_graph(pt.logsumexp(x) + pt.special.log_softmax(x)[0], replace={x: rows})
+    fn = pytensor.function([rows], out, mode=PY_MODE)
+    ops = [n.op for n in fn.maker.fgraph.toposort()]
+    ops += [op.core_op for op in ops if hasattr(op, "core_op")]
+    assert not [op for op in ops if isinstance(op, OpFromGraph) and not isinstance(op, FinalizedOpFromGraph)]
+    rv = np.array([[1000.0, 0.0, -1000.0], [0.5, -0.25, 2.0]])
+    np.testing.assert_allclose(fn(rv), special.logsumexp(rv, axis=1) + special.log_softmax(rv, axis=1)[:, 0],
+                               rtol=1e-14)
