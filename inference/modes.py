@@ -8,9 +8,11 @@ have run, so the whole graph runs on NumPy: the same first call takes half a sec
 the logsumexp of a log density vectorised over draws) is replaced by its inner graph vectorised, which took the first
 scoring of a mixture's draws from 12 s to 0.24 s on an empty cache.
 
-``COMPILED_MODE``, the compiled backend: PyTensor's Numba mode, with the same inlining (Numba compiles each
-``OpFromGraph`` as a function of its own; inlined, a mixture's density compiles in 19 s instead of 26 on an empty
-cache, and runs as fast) and with matrix products through ``np.dot``.
+``COMPILED_MODE``, the compiled backend: PyTensor's Numba mode, with the same inlining of unbatched ones (Numba
+compiles each ``OpFromGraph`` as a function of its own; inlined, a mixture's density compiles in 19 s instead of 26
+on an empty cache, and runs as fast) and with matrix products through ``np.dot``. Batched ones stay: Numba loops
+them, and their vectorised inner graph may hold batched ops it has no implementation for (a batched ``diag``'s
+``arange``, which it would run in object mode).
 PyTensor's Numba backend implements ``Dot`` and ``BatchedDot`` with its own BLAS ``gemm`` wrapper, which reads
 strided operands without copying them. Numba takes 10 to 15 seconds to compile that wrapper, anew for every
 combination of operand layouts, and a model's gradient holds several: a logistic regression's ``X @ beta`` and its
@@ -116,20 +118,25 @@ def _inlinable(op) -> bool:
     return isinstance(op, OpFromGraph) and not isinstance(op, FinalizedOpFromGraph)
 
 
-@node_rewriter([OpFromGraph, Blockwise])
+@node_rewriter([OpFromGraph])
 def _inline(fgraph, node):
-    if isinstance(node.op, Blockwise):  # a batched one (a vectorised logsumexp): its inner graph, vectorised
-        if not _inlinable(node.op.core_op):
-            return None
-        inner = node.op.core_op.fgraph.unfreeze()
-        outs = vectorize_graph(list(inner.outputs), replace=dict(zip(inner.inputs, node.inputs)))
-        return outs
     return inline_ofg_node(node) if _inlinable(node.op) else None
+
+
+@node_rewriter([Blockwise])
+def _inline_batched(fgraph, node):
+    # a batched one (a vectorised logsumexp): its inner graph, vectorised. Only uncompiled: Numba compiles a batched
+    # OpFromGraph as a loop, and a vectorised inner graph may batch ops it has no loop for (a batched diag's arange).
+    if not _inlinable(node.op.core_op):
+        return None
+    inner = node.op.core_op.fgraph.unfreeze()
+    return vectorize_graph(list(inner.outputs), replace=dict(zip(inner.inputs, node.inputs)))
 
 
 # After canonicalisation, stabilisation and specialisation (which create the softmax ops), before elemwise fusion.
 _INLINE = (dfs_rewriter(_inline), 48.5)
-PY_MODE = Mode(linker="py", optimizer="fast_run").excluding("fusion", "inplace").register(_INLINE)
+PY_MODE = Mode(linker="py", optimizer="fast_run").excluding("fusion", "inplace").register(
+    (dfs_rewriter(_inline, _inline_batched), 48.5))
 # The products' rewrite: after elemwise fusion (49) and before the in-place rewrites (from 49.5), so nothing later
 # depends on the op type.
 COMPILED_MODE = get_mode("NUMBA").register(_INLINE, (dfs_rewriter(_use_np_dot), 49.4))

@@ -18,7 +18,7 @@ from scipy import optimize
 
 from inference.base import Example, hooks_for
 from inference.checks import check
-from inference.functions import PY_MODE
+from inference.modes import COMPILED_MODE, PY_MODE
 
 __all__ = ["PRIOR_CONTAINERS", "Example", "as_vector", "check_k", "check_n", "data_of", "dirichlet_map",
            "dist_params", "draw_mode", "halfnormal_scale_map", "has_prior_containers", "normal_mean_map", "positive",
@@ -177,12 +177,12 @@ PY_DRAW_MAX_VALUES = 5_000
 
 def draw_mode(var):
     """The compile mode :func:`simulate_from` draws ``var`` with: the Python linker for up to
-    ``PY_DRAW_MAX_VALUES`` values, else PyTensor's default (compiled)."""
+    ``PY_DRAW_MAX_VALUES`` values, else compiled (``COMPILED_MODE``, the compiled backend's Numba mode)."""
     try:
         size = int(np.prod(var.shape.eval(mode=PY_MODE)))
     except Exception:  # a shape that needs the draw itself: compiled, as before
-        return None
-    return PY_MODE if size <= PY_DRAW_MAX_VALUES else None
+        return COMPILED_MODE
+    return PY_MODE if size <= PY_DRAW_MAX_VALUES else COMPILED_MODE
 
 
 # Data-centred default priors held in data containers (the mixture, the missing-data model), so that swap_data

@@ -345,3 +345,20 @@ def test_the_uncompiled_mode_inlines_a_vectorised_logsumexp():
     rv = np.array([[1000.0, 0.0, -1000.0], [0.5, -0.25, 2.0]])
     np.testing.assert_allclose(fn(rv), special.logsumexp(rv, axis=1) + special.log_softmax(rv, axis=1)[:, 0],
                                rtol=1e-14)
+
+
+def test_the_compiled_mode_keeps_a_batched_diag_compiled():
+    # a batched OpFromGraph vectorised would batch its arange, which Numba can only run in object mode
+    import warnings
+
+    import pytensor
+    import pytensor.tensor as pt
+
+    from inference.modes import COMPILED_MODE
+
+    m = pt.dmatrix("m")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # "Numba will use object mode ..." is a UserWarning
+        fn = pytensor.function([m], pt.vectorize(pt.diag, signature="(k)->(k,k)")(m) * 2.0, mode=COMPILED_MODE)
+        got = fn(np.array([[1.0, 2.0], [3.0, 4.0]]))
+    np.testing.assert_array_equal(got, [np.diag([2.0, 4.0]), np.diag([6.0, 8.0])])
