@@ -57,6 +57,8 @@ class NpBatchedDot(BatchedDot):
 # few microseconds of checks and copies, far more than a 3 x 3 product (the missing-data model multiplies one small
 # matrix per missingness pattern, at every gradient).
 SMALL_PRODUCT = 4096
+# ``_product`` is compiled into the products' cached Numba functions: bump their versions (the ``1`` each
+# registration returns) when it changes, or a filled cache keeps the old code.
 
 
 @numba_basic.numba_njit
