@@ -11,8 +11,8 @@ import pymc as pm
 import pytensor
 
 from .checks import check, check_model
-from .modes import COMPILED_MODE
 from .functions import functions_for, share_compiled_density
+from .modes import COMPILED_MODE
 from .result import Result, summarise_draws, warn_not_converged
 from .starts import as_generator
 

@@ -57,8 +57,9 @@ class NpBatchedDot(BatchedDot):
 # few microseconds of checks and copies, far more than a 3 x 3 product (the missing-data model multiplies one small
 # matrix per missingness pattern, at every gradient).
 SMALL_PRODUCT = 4096
-# ``_product`` is compiled into the products' cached Numba functions: bump their versions (the ``1`` each
-# registration returns) when it changes, or a filled cache keeps the old code.
+# The cache version of the products' Numba functions, which ``_product`` is compiled into: bump it when
+# ``_product`` changes, or a filled cache keeps the old code.
+_PRODUCT_VERSION = 1
 
 
 @numba_basic.numba_njit
@@ -85,7 +86,7 @@ def _numba_np_dot(op, node, **kwargs):
     def np_dot(x, y):
         return _product(x, y, np.empty((x.shape[0], y.shape[1]), dtype=dtype))
 
-    return np_dot, 1
+    return np_dot, _PRODUCT_VERSION
 
 
 @register_funcify_default_op_cache_key(NpBatchedDot)
@@ -99,7 +100,7 @@ def _numba_np_batched_dot(op, node, **kwargs):
             _product(x[i], y[i], out[i])
         return out
 
-    return np_batched_dot, 1
+    return np_batched_dot, _PRODUCT_VERSION
 
 
 def _same_float_dtype(node) -> bool:
@@ -135,10 +136,11 @@ def _inline_batched(fgraph, node):
     return vectorize_graph(list(inner.outputs), replace=dict(zip(inner.inputs, node.inputs)))
 
 
-# After canonicalisation, stabilisation and specialisation (which create the softmax ops), before elemwise fusion.
-_INLINE = (dfs_rewriter(_inline), 48.5)
+# Inlining: after canonicalisation, stabilisation and specialisation (which create the softmax ops), before elemwise
+# fusion. The products' rewrite: after elemwise fusion (49) and before the in-place rewrites (from 49.5), so nothing
+# later depends on the op type.
+_INLINE_AT, _PRODUCTS_AT = 48.5, 49.4
 PY_MODE = Mode(linker="py", optimizer="fast_run").excluding("fusion", "inplace").register(
-    (dfs_rewriter(_inline, _inline_batched), 48.5))
-# The products' rewrite: after elemwise fusion (49) and before the in-place rewrites (from 49.5), so nothing later
-# depends on the op type.
-COMPILED_MODE = get_mode("NUMBA").register(_INLINE, (dfs_rewriter(_use_np_dot), 49.4))
+    (dfs_rewriter(_inline, _inline_batched), _INLINE_AT))
+COMPILED_MODE = get_mode("NUMBA").register((dfs_rewriter(_inline), _INLINE_AT),
+                                           (dfs_rewriter(_use_np_dot), _PRODUCTS_AT))

@@ -1,12 +1,20 @@
 """The compiled building blocks: derivatives against finite differences, densities against scipy."""
 
+import warnings
+
 import numpy as np
+import pytensor
+import pytensor.tensor as pt
 import pytest
-from scipy import stats
+from pytensor.compile.builders import FinalizedOpFromGraph, OpFromGraph
+from pytensor.graph.replace import vectorize_graph
+from pytensor.tensor.blas import BatchedDot
+from scipy import special, stats
 
 from inference.functions import functions_for
+from inference.modes import COMPILED_MODE, PY_MODE
 from inference.optimize import laplace_sd
-from models import normal, poisson
+from models import logistic, normal, poisson
 
 
 def fd_grad(f, x, h=1e-6):
@@ -210,12 +218,6 @@ def test_advi_pathfinder_and_nuts_share_one_compiled_density(monkeypatch):
 
 # ------------------------------------------------------------------ the compiled mode's matrix products
 def _products(x, y, batched=False):
-    import pytensor
-    import pytensor.tensor as pt
-    from pytensor.tensor.blas import BatchedDot
-
-    from inference.modes import COMPILED_MODE
-
     a = pt.tensor("a", dtype=x.dtype, shape=(None,) * x.ndim)
     b = pt.tensor("b", dtype=y.dtype, shape=(None,) * y.ndim)
     # transposed inputs reach the product as strided views, the layouts the Numba products must read
@@ -248,11 +250,6 @@ def test_compiled_mode_products_equal_numpy_for_every_layout(shape, dtype):
 
 
 def test_compiled_mode_leaves_other_products_and_other_modes_alone():
-    import pytensor
-    import pytensor.tensor as pt
-
-    from inference.modes import COMPILED_MODE
-
     # (graphs only: calling PyTensor's own products would compile its gemm wrapper, the 10-15 s this mode avoids)
     a, b = pt.lmatrix("a"), pt.lmatrix("b")
     fn = pytensor.function([a, b], pt.dot(a, b), mode=COMPILED_MODE)  # integers: PyTensor's own Dot
@@ -263,9 +260,6 @@ def test_compiled_mode_leaves_other_products_and_other_modes_alone():
 
 
 def test_the_compiled_backend_and_pymc_density_use_the_compiled_mode():
-    from inference.modes import COMPILED_MODE
-    from models import logistic
-
     ex = logistic.example()
     model = logistic.build(*ex.args, **ex.build_kwargs)
     fns = functions_for(model, backend="compiled")
@@ -284,14 +278,14 @@ def test_the_compiled_backend_and_pymc_density_use_the_compiled_mode():
     assert grad_.shape == theta.shape
 
 
+def _inner_graphs_left(fn) -> list:
+    """The OpFromGraph ops of a compiled function, batched ones included, but fused loops (made for the backend)."""
+    ops = [n.op for n in fn.maker.fgraph.toposort()]
+    ops += [op.core_op for op in ops if hasattr(op, "core_op")]
+    return [op for op in ops if isinstance(op, OpFromGraph) and not isinstance(op, FinalizedOpFromGraph)]
+
+
 def test_the_uncompiled_mode_inlines_softmax_and_stays_stable():
-    import pytensor
-    import pytensor.tensor as pt
-    from pytensor.compile.builders import OpFromGraph
-    from scipy import special
-
-    from inference.modes import PY_MODE
-
     x = pt.dmatrix("x")
     outs = [pt.special.softmax(x, axis=1), pt.special.log_softmax(x, axis=1), pt.logsumexp(x, axis=1)]
     outs.append(pt.grad(outs[1][:, 0].sum(), x))
@@ -309,39 +303,19 @@ def test_the_uncompiled_mode_inlines_softmax_and_stays_stable():
 
 
 def test_the_compiled_mode_inlines_softmax_too():
-    import pytensor
-    import pytensor.tensor as pt
-    from pytensor.compile.builders import OpFromGraph
-    from scipy import special
-
-    from pytensor.compile.builders import FinalizedOpFromGraph
-
-    from inference.modes import COMPILED_MODE
-
     x = pt.dmatrix("x")
     fn = pytensor.function([x], pt.special.log_softmax(x, axis=1), mode=COMPILED_MODE)
-    assert not [n for n in fn.maker.fgraph.toposort()
-                if isinstance(n.op, OpFromGraph) and not isinstance(n.op, FinalizedOpFromGraph)]
+    assert not _inner_graphs_left(fn)
     xv = np.array([[1000.0, 0.0, -1000.0], [0.5, -0.25, 2.0]])
     np.testing.assert_allclose(fn(xv), special.log_softmax(xv, axis=1), rtol=1e-14)
 
 
 def test_the_uncompiled_mode_inlines_a_vectorised_logsumexp():
     # scoring draws vectorises the log density: logsumexp becomes a Blockwise of an OpFromGraph, inlined as well
-    import pytensor
-    import pytensor.tensor as pt
-    from pytensor.compile.builders import FinalizedOpFromGraph, OpFromGraph
-    from pytensor.graph.replace import vectorize_graph
-    from scipy import special
-
-    from inference.modes import PY_MODE
-
     x, rows = pt.dvector("x"), pt.dmatrix("rows")
     out = vectorize_graph(pt.logsumexp(x) + pt.special.log_softmax(x)[0], replace={x: rows})
     fn = pytensor.function([rows], out, mode=PY_MODE)
-    ops = [n.op for n in fn.maker.fgraph.toposort()]
-    ops += [op.core_op for op in ops if hasattr(op, "core_op")]
-    assert not [op for op in ops if isinstance(op, OpFromGraph) and not isinstance(op, FinalizedOpFromGraph)]
+    assert not _inner_graphs_left(fn)
     rv = np.array([[1000.0, 0.0, -1000.0], [0.5, -0.25, 2.0]])
     np.testing.assert_allclose(fn(rv), special.logsumexp(rv, axis=1) + special.log_softmax(rv, axis=1)[:, 0],
                                rtol=1e-14)
@@ -349,13 +323,6 @@ def test_the_uncompiled_mode_inlines_a_vectorised_logsumexp():
 
 def test_the_compiled_mode_keeps_a_batched_diag_compiled():
     # a batched OpFromGraph vectorised would batch its arange, which Numba can only run in object mode
-    import warnings
-
-    import pytensor
-    import pytensor.tensor as pt
-
-    from inference.modes import COMPILED_MODE
-
     m = pt.dmatrix("m")
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # "Numba will use object mode ..." is a UserWarning
