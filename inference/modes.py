@@ -4,9 +4,10 @@
 builds softmax and log-softmax as ``OpFromGraph`` ops whose inner graph it links with C thunks, compiled by the C
 compiler on an empty cache: 13 to 23 seconds before the first call of a mixture's log-likelihood. ``PY_MODE``
 inlines every ``OpFromGraph`` (but those made for a backend, such as fused loops) once the rewrites that create them
-have run, so the whole graph runs on NumPy: the same first call takes half a second. A batched one (``Blockwise``:
-the logsumexp of a log density vectorised over draws) is replaced by its inner graph vectorised, which took the first
-scoring of a mixture's draws from 12 s to 0.24 s on an empty cache.
+have run, each inner graph first rewritten as the mode rewrites a whole graph, so the whole graph runs on NumPy: the
+same first call takes half a second. A batched one (``Blockwise``: the logsumexp of a log density vectorised over
+draws) is replaced by its inner graph vectorised, which took the first scoring of a mixture's draws from 12 s to
+0.24 s on an empty cache.
 
 ``COMPILED_MODE``, the compiled backend: PyTensor's Numba mode, with the same inlining of unbatched ones (Numba
 compiles each ``OpFromGraph`` as a function of its own; inlined, a mixture's density compiles in 19 s instead of 26
@@ -28,8 +29,10 @@ they were.
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
-from pytensor.compile.builders import FinalizedOpFromGraph, OpFromGraph
+from pytensor.compile.builders import FinalizedOpFromGraph, OpFromGraph, SymbolicOp
 from pytensor.compile.mode import Mode, get_mode
 from pytensor.compile.rewriting import inline_ofg_node
 from pytensor.graph.replace import vectorize_graph
@@ -126,13 +129,32 @@ def _inline(fgraph, node):
     return inline_ofg_node(node) if _inlinable(node.op) else None
 
 
+@functools.lru_cache(maxsize=512)
+def _rewritten(op):
+    # The op with its inner graph rewritten as ``PY_MODE`` rewrites a whole graph (nested ones inlined in turn).
+    # Inlined at 48.5, an inner graph misses canonicalisation and specialisation, which run earlier: a gradient's
+    # ``second`` (a broadcast, which the Python linker runs as one Python call per element) stayed, and a mixture's
+    # MLE with observed-information errors over a million rows took 16 s instead of 6, most of it in that Hessian.
+    # Cached: ops with equal inner graphs are equal.
+    inner = op.fgraph.unfreeze()
+    # as PyTensor rewrites an inner graph it compiles: a softmax's rewrites would re-create it inside its own graph
+    (_PY_MODE_SYMBOLIC if isinstance(op, SymbolicOp) else PY_MODE).optimizer.rewrite(inner)
+    return op.clone_with_inner_graph(inner)
+
+
+@node_rewriter([OpFromGraph])
+def _inline_rewritten(fgraph, node):
+    return inline_ofg_node(_rewritten(node.op).make_node(*node.inputs)) if _inlinable(node.op) else None
+
+
 @node_rewriter([Blockwise])
 def _inline_batched(fgraph, node):
-    # a batched one (a vectorised logsumexp): its inner graph, vectorised. Only uncompiled: Numba compiles a batched
-    # OpFromGraph as a loop, and a vectorised inner graph may batch ops it has no loop for (a batched diag's arange).
+    # a batched one (a vectorised logsumexp): its rewritten inner graph, vectorised. Only uncompiled: Numba compiles a
+    # batched OpFromGraph as a loop, and a vectorised inner graph may batch ops it has no loop for (a batched diag's
+    # arange).
     if not _inlinable(node.op.core_op):
         return None
-    inner = node.op.core_op.fgraph.unfreeze()
+    inner = _rewritten(node.op.core_op).fgraph
     return vectorize_graph(list(inner.outputs), replace=dict(zip(inner.inputs, node.inputs)))
 
 
@@ -141,6 +163,7 @@ def _inline_batched(fgraph, node):
 # later depends on the op type.
 _INLINE_AT, _PRODUCTS_AT = 48.5, 49.4
 PY_MODE = Mode(linker="py", optimizer="fast_run").excluding("fusion", "inplace").register(
-    (dfs_rewriter(_inline, _inline_batched), _INLINE_AT))
+    (dfs_rewriter(_inline_rewritten, _inline_batched), _INLINE_AT))
+_PY_MODE_SYMBOLIC = PY_MODE.excluding("symbolic_op_recognition")
 COMPILED_MODE = get_mode("NUMBA").register((dfs_rewriter(_inline), _INLINE_AT),
                                            (dfs_rewriter(_use_np_dot), _PRODUCTS_AT))
