@@ -154,7 +154,7 @@ def _inline_batched(fgraph, node):
     # arange).
     if not _inlinable(node.op.core_op):
         return None
-    inner = _rewritten(node.op.core_op).fgraph
+    inner = _rewritten(node.op.core_op).fgraph.unfreeze()
     return vectorize_graph(list(inner.outputs), replace=dict(zip(inner.inputs, node.inputs)))
 
 

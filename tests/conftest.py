@@ -5,6 +5,9 @@ import matplotlib
 
 matplotlib.use("Agg")
 os.environ.setdefault("PYTHONHASHSEED", "0")
+# PyTensor logs a graph rewrite that fails and compiles the graph without it; here it fails the test (and the
+# notebooks and commands the tests start, which inherit the flag).
+os.environ["PYTENSOR_FLAGS"] = ",".join(filter(None, (os.environ.get("PYTENSOR_FLAGS"), "on_opt_error=raise")))
 
 import pytest
 
