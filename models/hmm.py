@@ -15,13 +15,16 @@ log-density of ``y`` is the forward algorithm in log space: with log b_t(j) = lo
 
     log alpha_t = log pi0 + log b_t                                          at the start of a sequence,
     log alpha_t = logsumexp_i(log alpha_{t-1}(i) + log P[i, :]) + log b_t     otherwise,
-    log p(y) = logsumexp_j log alpha_T(j)   (the sequences chained, see ``_hmm_logp``),
+    log p(y) = logsumexp_j log alpha_T(j)   (the sequences chained),
 
-evaluated as a product of log-space step matrices taken pairwise (log2 T vectorised levels rather than a
-``pytensor.scan`` of T sequential steps, whose gradient costs about a hundred times more on the Python backend the
-optimisers use). So ``model.logp(vars=model.observed_RVs)`` is the exact observed-data log-likelihood and every
-generic estimator runs on the model unchanged. For K = 1 there is no chain (no ``P``, no ``pi0``): y_t are iid
-Poisson(lam_0) or Normal(mu_0, sigma_0).
+evaluated by a PyTensor op that runs the E-step's scaled forward pass below (a Numba kernel, also under PyTensor's
+Numba backend) and whose gradient is the E-step's forward-backward pass (Fisher's identity: d log p / d log b_t(j) =
+gamma_t(j), d log p / d P_ij = n_ij / P_ij, d log p / d pi0_j = w_j / pi0_j). The same recursion as a graph (a
+``pytensor.scan``, or log-space step matrices multiplied pairwise) took Numba 80 to 90 s to compile, anew for every
+length of series. So ``model.logp(vars=model.observed_RVs)`` is the exact observed-data log-likelihood and every
+generic estimator runs on the model unchanged (an exact symbolic Hessian excepted: the op has no second
+derivative; the optimisers' Hessians difference the gradient). For K = 1 there is no chain (no ``P``, no ``pi0``):
+y_t are iid Poisson(lam_0) or Normal(mu_0, sigma_0).
 
 EM (Baum-Welch), with the same recursions in probability space, rescaled at every step (numba kernels):
 
@@ -62,6 +65,10 @@ import numpy as np
 import pymc as pm
 import pytensor.tensor as pt
 from numba import njit
+from pytensor.gradient import disconnected_type, grad_not_implemented
+from pytensor.graph.basic import Apply
+from pytensor.graph.op import Op
+from pytensor.link.numba.dispatch.basic import numba_njit, register_funcify_default_op_cache_key
 from scipy import stats
 from scipy.special import gammaln
 
@@ -163,7 +170,7 @@ def build(y, k: int = 2, *, emission: str = "poisson", initial: str = "stationar
     mu_prior : (mean, sd) of the Normal prior on every state mean. Default (mean(y), 10 sd(y)).
     sigma_prior : scale of the HalfNormal prior on every state sd. Default 5 sd(y).
 
-    The length of the series is part of the likelihood's graph: to fit another series, build another model.
+    To fit another series, build another model: the sequence starts are part of it.
     """
     y, k, first = _check_series(y, k, emission, lengths)
     initial = _choice(initial, "initial", INITIALS)
@@ -203,7 +210,7 @@ def build(y, k: int = 2, *, emission: str = "poisson", initial: str = "stationar
             else:
                 pi0 = pt.linalg.solve((pt.eye(k) - P + 1.0).T, pt.ones(k))
             seq_start = pm.Data("seq_start", first)
-            pm.CustomDist("y", pi0, P, *theta, seq_start, logp=_hmm_logp(emission, y.size),
+            pm.CustomDist("y", pi0, P, *theta, seq_start, logp=_hmm_logp(emission),
                           random=_hmm_random(emission), signature="(k),(k,k)," + ",".join("(k)" for _ in theta) + ",(t)->(t)",
                           dtype="int64" if emission == "poisson" else "float64", observed=y_data)
     return attach(model, ModelHooks(NAME, options, em_math=lambda prior: em_math(model, prior=prior),
@@ -226,34 +233,93 @@ def _emission_logp_graph(emission, value, theta):
     return pm.logp(dist, value[:, None])
 
 
-def _log_matmul(A, B):
-    """log(exp(A) @ exp(B)) for stacks of K x K matrices, by logsumexp over the inner index."""
-    return pt.logsumexp(A[..., :, :, None] + B[..., None, :, :], axis=-2)
+class _ForwardLogLik(Op):
+    """log p(y) from the (T, K) emission log-densities ``logb``, ``P``, ``pi0`` and the sequence starts ``first``:
+    the scaled forward pass (``_forward``, the kernel the E-step runs). Its gradient is the forward-backward pass's
+    (Fisher's identity, :class:`_ForwardScore`)."""
+
+    __props__ = ()
+    gufunc_signature = "(t,k),(k,k),(k),(t)->()"
+
+    def make_node(self, logb, P, pi0, first):
+        inputs = [pt.as_tensor_variable(logb, dtype="float64"), pt.as_tensor_variable(P, dtype="float64"),
+                  pt.as_tensor_variable(pi0, dtype="float64"), pt.as_tensor_variable(first, dtype="int64")]
+        return Apply(self, inputs, [pt.dscalar()])
+
+    def perform(self, node, inputs, outputs):
+        outputs[0][0] = np.asarray(_forward(*_contiguous(inputs))[3])
+
+    def pullback(self, inputs, outputs, output_grads):
+        (g,) = output_grads
+        d_logb, d_P, d_pi0 = _SCORE(*inputs)
+        return [g * d_logb, g * d_P, g * d_pi0, disconnected_type()]
+
+    def connection_pattern(self, node):
+        return [[True], [True], [True], [False]]
 
 
-def _hmm_logp(emission, n):
-    """log p(y) as the log-space product of the step matrices M_t = log P + log b_t (broadcast over rows), with
-    M_t = log pi0 + log b_t in every row at the first step of a sequence (a reset: whatever the previous state, the
-    chain restarts from pi0, and the product so far, the likelihood of the sequences before, becomes a factor).
-    Every row of the product then equals the forward variable after the last step, and log p(y) is the logsumexp of
-    one row. The product is taken pairwise, log2(n) vectorised levels instead of n sequential steps (the same
-    forward algorithm, associated differently), which is what makes the gradient cheap for the optimisers."""
+class _ForwardScore(Op):
+    """The gradient of log p(y) (:class:`_ForwardLogLik`) from the E-step's expectations (Fisher's identity):
+    d/d logb_t(j) = gamma_t(j), d/d P_ij = n_ij / P_ij (n the expected transition counts), d/d pi0_j = w_j / pi0_j
+    (w the state probabilities at the sequence starts); 0 where P_ij or pi0_j is 0 (no path uses it). One forward and
+    one backward pass, O(T K^2), whatever the length of the series: the same log-likelihood as a graph (a pytensor
+    scan, or log-space matrix products taken pairwise) took Numba 80 to 90 s to compile, anew for every T."""
+
+    __props__ = ()
+    gufunc_signature = "(t,k),(k,k),(k),(t)->(t,k),(k,k),(k)"
+
+    def make_node(self, logb, P, pi0, first):
+        inputs = [pt.as_tensor_variable(v) for v in (logb, P, pi0, first)]
+        return Apply(self, inputs, [inputs[0].type(), inputs[1].type(), inputs[2].type()])
+
+    def perform(self, node, inputs, outputs):
+        for out, value in zip(outputs, _score(*_contiguous(inputs))):
+            out[0] = value
+
+    def pullback(self, inputs, outputs, output_grads):
+        return [grad_not_implemented(self, i, x, "the HMM log-likelihood's second derivatives")
+                for i, x in enumerate(inputs[:3])] + [disconnected_type()]
+
+    def connection_pattern(self, node):
+        return [[True] * 3] * 3 + [[False] * 3]
+
+
+def _contiguous(inputs):
+    logb, P, pi0, first = inputs
+    return (np.ascontiguousarray(logb, dtype=np.float64), np.ascontiguousarray(P, dtype=np.float64),
+            np.ascontiguousarray(pi0, dtype=np.float64), np.ascontiguousarray(first, dtype=np.int64))
+
+
+_FORWARD, _SCORE = _ForwardLogLik(), _ForwardScore()
+# The cache version of the two ops' Numba functions: bump it when ``_forward``, ``_backward`` or ``_score`` change.
+_OPS_VERSION = 1
+
+
+@register_funcify_default_op_cache_key(_ForwardLogLik)
+def _numba_forward_loglik(op, node, **kwargs):
+    @numba_njit
+    def forward_loglik(logb, P, pi0, first):
+        return np.asarray(_forward(logb, P, pi0, first)[3])
+
+    return forward_loglik, _OPS_VERSION
+
+
+@register_funcify_default_op_cache_key(_ForwardScore)
+def _numba_forward_score(op, node, **kwargs):
+    @numba_njit
+    def forward_score(logb, P, pi0, first):
+        return _score(logb, P, pi0, first)
+
+    return forward_score, _OPS_VERSION
+
+
+def _hmm_logp(emission):
+    """log p(y): the emission log-densities in PyTensor, then the forward pass (:class:`_ForwardLogLik`). At the
+    first step of a sequence the chain restarts from pi0, whatever the state before."""
 
     def logp(value, pi0, P, *rest):
         *theta, first = rest
-        logb = _emission_logp_graph(emission, value, theta)
-        k = logb.shape[1]
-        start = pt.eq(first, 1)[:, None, None]
-        M = pt.switch(start, pt.log(pi0)[None, None, :], pt.log(P)[None, :, :]) + logb[:, None, :]
-        size = n
-        while size > 1:
-            tail = M[size - 1:] if size % 2 else None
-            pairs = M[: size - size % 2].reshape((size // 2, 2, k, k))
-            M = _log_matmul(pairs[:, 0], pairs[:, 1])
-            if tail is not None:
-                M = pt.concatenate([M, tail], axis=0)
-            size = (size + 1) // 2
-        return pt.logsumexp(M[0, 0])
+        return _FORWARD(_emission_logp_graph(emission, value, theta), P, pi0, first)
 
     return logp
 
@@ -417,6 +483,23 @@ def _backward(alpha, b, scale, P, first):  # pragma: no cover - compiled
                 acc += x
             beta[i] = acc
     return gamma, n, w
+
+
+@njit(cache=True)
+def _score(logb, P, pi0, first):  # pragma: no cover - compiled
+    """The gradient of the log-likelihood with respect to logb, P and pi0 (see :class:`_ForwardScore`)."""
+    alpha, b, scale, _ = _forward(logb, P, pi0, first)
+    gamma, n, w = _backward(alpha, b, scale, P, first)
+    d_P = np.zeros_like(P)
+    d_pi0 = np.zeros_like(pi0)
+    K = P.shape[0]
+    for i in range(K):
+        if pi0[i] > 0:
+            d_pi0[i] = w[i] / pi0[i]
+        for j in range(K):
+            if P[i, j] > 0:
+                d_P[i, j] = n[i, j] / P[i, j]
+    return gamma, d_P, d_pi0
 
 
 @njit(cache=True)

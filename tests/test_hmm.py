@@ -67,6 +67,39 @@ def test_gaussian_loglik_equals_hmmlearn(gaussian_series, covariance_type, lengt
     np.testing.assert_allclose(hmm.em_math(model, prior=False).loglik(p), ref, rtol=1e-10)
 
 
+def _fd_grad(f, x, h=1e-6):
+    return np.array([(f(x + e) - f(x - e)) / (2 * h) for e in np.eye(x.size) * h])
+
+
+@pytest.mark.parametrize("emission, initial, lengths", [("poisson", "stationary", None), ("poisson", "free", None),
+                                                         ("normal", "stationary", [120, 80, 100]),
+                                                         ("normal", "free", [150, 150])])
+def test_the_forward_op_gradient_matches_finite_differences(simulated, gaussian_series, emission, initial,
+                                                           lengths):
+    # the log-likelihood is an op running the forward pass; its gradient (the E-step's expectations, by Fisher's
+    # identity) flows through the emission densities, P, and pi0 (free, or the stationary distribution of P)
+    y = simulated[0].data[:300] if emission == "poisson" else gaussian_series
+    fns = functions_for(hmm.build(y, 2, emission=emission, initial=initial, lengths=lengths))
+    theta = fns.initial_theta + 0.2 * np.random.default_rng(4).standard_normal(fns.size)
+    for kind in ("loglik", "logp"):
+        vg = fns.value_and_grad(kind)
+        np.testing.assert_allclose(vg(theta)[1], _fd_grad(lambda t: float(vg(t)[0]), theta), rtol=1e-6, atol=1e-5)
+    with pytest.raises(Exception, match="second derivatives"):  # exact Hessians: the op has none
+        fns.hessian("loglik", exact=True)
+
+
+def test_the_compiled_density_runs_the_same_forward_pass(simulated):
+    # PyMC's density compiled with Numba (NUTS's, ADVI's) calls the ops' Numba implementations
+    _, model = simulated
+    fns = functions_for(model)
+    thetas = fns.initial_theta + 0.2 * np.random.default_rng(5).standard_normal((3, fns.size))
+    dens, uncompiled = fns.shared_density(), fns.value_and_grad("logp")
+    for theta in thetas:
+        (v, g), (v0, g0) = dens(theta), uncompiled(theta)
+        np.testing.assert_allclose(v, v0, rtol=1e-12)
+        np.testing.assert_allclose(g, g0, rtol=1e-10, atol=1e-10)
+
+
 def test_stationary_start_and_one_state(quakes):
     p = {"P": P2, "lam": np.array([15.0, 26.0])}
     pi = hmm.stationary(P2)
