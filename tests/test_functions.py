@@ -304,19 +304,20 @@ def test_the_uncompiled_mode_inlines_softmax_and_stays_stable():
 
 
 def test_the_uncompiled_mode_rewrites_inlined_graphs_into_numpy_ufuncs():
-    # a Hessian through logsumexp: inlined unrewritten, its gradient kept a `second` (a broadcast with no NumPy ufunc:
-    # one Python call per element; a mixture's MLE with errors over a million rows took 16 s instead of 6)
-    x, v = pt.dmatrix("x"), pt.dvector("v")
-    fn = pytensor.function([x, v], pt.hessian(pt.logsumexp(x * v, axis=1).sum(), v), mode=PY_MODE)
+    # a Hessian-vector product through logsumexp: inlined unrewritten, its gradient kept a `second` (a broadcast with
+    # no NumPy ufunc: one Python call per element; a mixture's MLE with errors over a million rows took 16 s, not 6)
+    x, v, u = pt.dmatrix("x"), pt.dvector("v"), pt.dvector("u")
+    hessian_u = pt.grad((pt.grad(pt.logsumexp(x * v, axis=1).sum(), v) * u).sum(), v)
+    fn = pytensor.function([x, v, u], hessian_u, mode=PY_MODE)
     assert not _inner_graphs_left(fn)
     elementwise = [n.op.scalar_op for n in fn.maker.fgraph.toposort() if isinstance(n.op, Elemwise)]
     assert elementwise and not [op for op in elementwise if op.nfunc_spec is None]
-    xv, vv = np.array([[1.0, -2.0, 0.5], [3.0, 0.25, -1.0]]), np.array([0.3, -0.7, 1.1])
+    xv, vv, uv = np.array([[1.0, -2.0, 0.5], [3.0, 0.25, -1.0]]), np.array([0.3, -0.7, 1.1]), np.array([1.0, 2.0, -3.0])
     expected = np.zeros((3, 3))
-    for row in xv:  # sum over rows of diag(x) (diag(p) - p p') diag(x), p = softmax(x * v)
+    for row in xv:  # the Hessian: the sum over rows of diag(x) (diag(p) - p p') diag(x), p = softmax(x * v)
         p = special.softmax(row * vv)
         expected += np.outer(row, row) * (np.diag(p) - np.outer(p, p))
-    np.testing.assert_allclose(fn(xv, vv), expected, rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(fn(xv, vv, uv), expected @ uv, rtol=1e-12, atol=1e-15)
 
 
 def test_the_compiled_mode_inlines_softmax_too():
