@@ -54,7 +54,9 @@ _CACHE: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 # on a cold cache) would dominate. With many parameters (a model that imputes hundreds of missing values) the
 # Hessian needs thousands of calls and the compiled backend pays for itself, as it does for ADVI's thousands of
 # steps when one uncompiled call is slow (``value_and_grad(..., many_calls=True)``). NUTS uses PyMC's own, which is
-# the one compiled log density those callers share (``ModelFunctions.shared_density``). Both modes: inference.modes.
+# the one compiled log density those callers share (``ModelFunctions.shared_density``). The functions a fit calls a
+# few times (``value``, ``constrained``, ``to_unconstrained``) run uncompiled on either backend. Both modes:
+# inference.modes.
 PY_MODE_MAX_PARAMETERS = 40
 BACKENDS = ("auto", "python", "compiled")
 
@@ -334,13 +336,26 @@ class ModelFunctions:
     def value(self, kind: str):
         """f(theta) -> value of the objective ``kind`` (no gradient: EM and the sampling methods need only the
         log-likelihood column, and a gradient graph of a large mixture takes seconds to rewrite). For thousands of
-        draws use :meth:`score_rows`."""
+        draws use :meth:`score_rows`.
+
+        Uncompiled on either backend, as are :meth:`constrained` and :meth:`to_unconstrained`: a fit calls them a
+        few times, where compiling them cost more than it saved (a segmentation's EM, a mixture over 16,000 pixels
+        with 49 parameters, spent 45 s compiling these three functions on an empty cache, 61 s in all)."""
 
         def build():
-            fn = self._theta_function(self._objective_graph(kind))
+            fn = self._theta_function(self._objective_graph(kind), mode=PY_MODE)
             return lambda theta: float(fn(theta))
 
         return self._get(("v", kind), build)
+
+    def _value_compiled(self, kind: str):
+        """:meth:`value` compiled in :data:`~inference.modes.COMPILED_MODE`, for callers that score many rows."""
+
+        def build():
+            compiled = self._theta_function(self._objective_graph(kind), mode=COMPILED_MODE)
+            return lambda theta: float(compiled(theta))
+
+        return self._get(("v-compiled", kind), build)
 
     ROWS_PER_CALL = 256
 
@@ -363,7 +378,7 @@ class ModelFunctions:
                 def block_fn(block):
                     return np.asarray(compiled(block), dtype=float).reshape(len(block))
             except Exception:  # an Op without a batched form (whatever it raises): one call per row
-                one = self.value(kind)
+                one = self.value(kind) if self.mode is PY_MODE else self._value_compiled(kind)
 
                 def block_fn(block):
                     return np.array([one(t) for t in block], dtype=float)
@@ -409,14 +424,8 @@ class ModelFunctions:
 
             def one(theta):
                 return float(shared(theta)[0])
-        elif self.mode is PY_MODE:
-            def build():
-                compiled = self._theta_function(self._objective_graph(kind), mode=COMPILED_MODE)
-                return lambda theta: float(compiled(theta))
-
-            one = self._get(("v-compiled", kind), build)
         else:
-            one = self.value(kind)
+            one = self._value_compiled(kind)
 
         def fn(thetas):
             return np.array([one(t) for t in np.atleast_2d(np.asarray(thetas, dtype=float))], dtype=float)
@@ -426,7 +435,7 @@ class ModelFunctions:
 
     def constrained(self, theta) -> dict:
         """Named constrained parameters (free variables and deterministics) at ``theta``."""
-        fn = self._get(("params",), lambda: self._theta_function(self._param_graphs))
+        fn = self._get(("params",), lambda: self._theta_function(self._param_graphs, mode=PY_MODE))
         return {n: np.asarray(v, dtype=float) for n, v in zip(self.param_names, fn(theta))}
 
     def constrained_many(self, thetas) -> dict:
@@ -484,7 +493,7 @@ class ModelFunctions:
                 y = tr.forward(x, *rv.owner.inputs) if tr is not None else x
                 pieces.append(pt.as_tensor(y).astype("float64").ravel())
             out = pt.concatenate(pieces)
-            return inputs, out, pytensor.function(inputs, out, on_unused_input="ignore", mode=self.mode)
+            return inputs, out, pytensor.function(inputs, out, on_unused_input="ignore", mode=PY_MODE)
 
         return self._get(("forward",), build, warm=False)
 

@@ -148,6 +148,28 @@ def test_compiled_backend_agrees_with_the_python_one_and_follows_swapped_data():
         functions_for(model, "fast")
 
 
+def test_few_call_functions_run_uncompiled_on_either_backend(monkeypatch):
+    # a fit calls value, constrained and to_unconstrained a few times: compiling them cost a segmentation 45 s cold
+    modes = []
+    compile_function = pytensor.function
+
+    def spy(*args, **kwargs):
+        modes.append(kwargs.get("mode"))
+        return compile_function(*args, **kwargs)
+
+    y = normal.example().data
+    expected = stats.norm(y.mean() + 0.5, 2.5).logpdf(y).sum()
+    for backend in ("python", "compiled"):
+        fns = functions_for(normal.build(y), backend)
+        monkeypatch.setattr(pytensor, "function", spy)
+        theta = fns.to_unconstrained({"mu": y.mean() + 0.5, "sigma": 2.5})
+        assert fns.value("loglik")(theta) == pytest.approx(expected, rel=1e-12)
+        assert fns.constrained(theta)["sigma"] == pytest.approx(2.5, rel=1e-14)
+        monkeypatch.undo()
+        assert len(modes) == 3 and all(mode is PY_MODE for mode in modes), backend
+        modes.clear()
+
+
 @pytest.mark.parametrize("name", ["normal", "gaussian_mixture", "hmm"])
 def test_vectorised_scoring_equals_one_call_per_row(name):
     from inference import registry
