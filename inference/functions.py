@@ -342,20 +342,16 @@ class ModelFunctions:
         few times, where compiling them cost more than it saved (a segmentation's EM, a mixture over 16,000 pixels
         with 49 parameters, spent 45 s compiling these three functions on an empty cache, 61 s in all)."""
 
+        return self._value_in(kind, PY_MODE)
+
+    def _value_in(self, kind: str, mode):
+        """:meth:`value` compiled in ``mode``: ``COMPILED_MODE`` for callers that score many rows one at a time."""
+
         def build():
-            fn = self._theta_function(self._objective_graph(kind), mode=PY_MODE)
+            fn = self._theta_function(self._objective_graph(kind), mode=mode)
             return lambda theta: float(fn(theta))
 
-        return self._get(("v", kind), build)
-
-    def _value_compiled(self, kind: str):
-        """:meth:`value` compiled in :data:`~inference.modes.COMPILED_MODE`, for callers that score many rows."""
-
-        def build():
-            compiled = self._theta_function(self._objective_graph(kind), mode=COMPILED_MODE)
-            return lambda theta: float(compiled(theta))
-
-        return self._get(("v-compiled", kind), build)
+        return self._get(("v" if mode is PY_MODE else "v-compiled", kind), build)
 
     ROWS_PER_CALL = 256
 
@@ -378,7 +374,7 @@ class ModelFunctions:
                 def block_fn(block):
                     return np.asarray(compiled(block), dtype=float).reshape(len(block))
             except Exception:  # an Op without a batched form (whatever it raises): one call per row
-                one = self.value(kind) if self.mode is PY_MODE else self._value_compiled(kind)
+                one = self._value_in(kind, self.mode)
 
                 def block_fn(block):
                     return np.array([one(t) for t in block], dtype=float)
@@ -425,7 +421,7 @@ class ModelFunctions:
             def one(theta):
                 return float(shared(theta)[0])
         else:
-            one = self._value_compiled(kind)
+            one = self._value_in(kind, COMPILED_MODE)
 
         def fn(thetas):
             return np.array([one(t) for t in np.atleast_2d(np.asarray(thetas, dtype=float))], dtype=float)
