@@ -55,8 +55,8 @@ _CACHE: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 # Hessian needs thousands of calls and the compiled backend pays for itself, as it does for ADVI's thousands of
 # steps when one uncompiled call is slow (``value_and_grad(..., many_calls=True)``). NUTS uses PyMC's own, which is
 # the one compiled log density those callers share (``ModelFunctions.shared_density``). The functions a fit calls a
-# few times (``value``, ``constrained``, ``to_unconstrained``) run uncompiled on either backend. Both modes:
-# inference.modes.
+# few times (``value``, ``constrained``, ``to_unconstrained``, ``constrained_jacobian``) run uncompiled on either
+# backend. Both modes: inference.modes.
 PY_MODE_MAX_PARAMETERS = 40
 BACKENDS = ("auto", "python", "compiled")
 
@@ -451,11 +451,15 @@ class ModelFunctions:
                 for n, v in zip(self.param_names, fn(thetas))}
 
     def constrained_jacobian(self, theta) -> np.ndarray:
-        """Jacobian of the flattened constrained parameters with respect to theta (rows in ``param_names`` order)."""
+        """Jacobian of the flattened constrained parameters with respect to theta (rows in ``param_names`` order).
+
+        Uncompiled on either backend: a fit calls it once, for the delta method, and its compilation took 16 s of a
+        Poisson mixture's simulation study of 800 fits on an empty cache (the 800 uncompiled calls: a fraction of a
+        second)."""
 
         def build():
             flat = pt.concatenate([pt.as_tensor(g).astype("float64").ravel() for g in self._param_graphs])
-            return self._theta_function(jacobian(flat, self.theta, vectorize=True))
+            return self._theta_function(jacobian(flat, self.theta, vectorize=True), mode=PY_MODE)
 
         return self._get(("pjac",), build)(theta)
 
