@@ -26,10 +26,11 @@ $(STAMP): pyproject.toml constraints.txt
 	  echo "creating $(VENV) with $$found ($$($$found --version))"; \
 	  $$found -m venv $(VENV); \
 	fi
-	@# uv installs the pinned set in seconds (pip took about a minute); pip remains the fallback wherever uv cannot
-	@# be installed or cannot reach the package index
+	@# uv installs the pinned set in about 20 s (pip took about a minute); pip remains the fallback wherever uv
+	@# cannot be installed or cannot reach the package index. Bytecode is compiled at install, as pip does: where
+	@# PYTHONDONTWRITEBYTECODE is set, every process the tests start would otherwise compile PyMC's sources anew.
 	$(PY) -m pip install --quiet -c constraints.txt uv && \
-	  $(VENV)/bin/uv pip install --quiet --python $(PY) -c constraints.txt -e '.[test]' || \
+	  $(VENV)/bin/uv pip install --quiet --compile-bytecode --python $(PY) -c constraints.txt -e '.[test]' || \
 	  { echo "uv failed; installing with pip"; $(PY) -m pip install --quiet --upgrade pip && \
 	    $(PY) -m pip install --quiet -c constraints.txt -e '.[test]'; }
 	@touch $(STAMP)
