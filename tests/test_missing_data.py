@@ -192,6 +192,17 @@ def test_joint_map_shrinks_the_covariance(correlated):
     assert str(np.round(np.diag(joint.params["cov"]), 4).tolist()) in note
 
 
+def test_the_command_fits_the_joint_map_once_for_the_terminal_and_the_report(tmp_path, monkeypatch, capsys):
+    calls = []
+    joint_map = md.joint_map
+    monkeypatch.setattr(md, "joint_map", lambda model, **kw: calls.append(1) or joint_map(model, **kw))
+    assert main(["compare", "missing_data", "--estimators", "mle", "--out", str(tmp_path / "run"), "--quiet"]) == 0
+    (note,) = [line for line in capsys.readouterr().out.splitlines() if line.startswith("The joint MAP")]
+    assert len(calls) == 1
+    html = (tmp_path / "run" / "index.html").read_text()
+    assert note.split("(diagonal ")[1].split(" against")[0] in html  # the joint MAP's variances
+
+
 def test_posterior_imputations(correlated, comparison):
     ex, _ = correlated
     comp = comparison

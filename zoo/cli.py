@@ -218,7 +218,7 @@ def _compare(args, specs) -> int:
     from inference.compare import compare
 
     from .diagnostics import diagnose, lines
-    from .report import run_record, write_outputs
+    from .report import model_notes, run_record, write_outputs
 
     runs = []
     for spec, example, model in plans:
@@ -247,7 +247,7 @@ def _compare(args, specs) -> int:
 
             print("\n" + spec.metrics_title, flush=True)
             print(pd.DataFrame(metrics).T.to_string(float_format=lambda v: f"{v:.4f}"), flush=True)
-        for line in (spec.notes(example, comparison) if spec.notes is not None else []):
+        for line in model_notes(spec, example, comparison):
             print("\n" + line, flush=True)
         diagnostics = diagnose(spec, example, model, comparison, sensitivity=args.sensitivity, seed=args.seed)
         for line in lines(diagnostics):

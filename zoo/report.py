@@ -16,7 +16,7 @@ from inference.signals import on_sigterm
 
 from .figures import figures
 
-__all__ = ["check_output_paths", "run_record", "write_atomic", "write_outputs"]
+__all__ = ["check_output_paths", "model_notes", "run_record", "write_atomic", "write_outputs"]
 
 
 def check_output_paths(*, json_path=None, out_dir=None, file_path=None, what="--json") -> None:
@@ -118,6 +118,15 @@ def run_record(spec, example, model, comparison, metrics=None) -> dict:
                 "prior": diagnostics["sweep_prior"],
                 "rows": _plain(diagnostics["sweep"].to_dict(orient="records"))}}
     return record
+
+
+def model_notes(spec, example, comparison) -> list[str]:
+    """The model's sentences on this comparison (``spec.notes``), computed once and kept in
+    ``comparison.diagnostics["notes"]``: the terminal and the report show the same lines, and the missing-data
+    model's note runs a fit of its own."""
+    if "notes" not in comparison.diagnostics:
+        comparison.diagnostics["notes"] = list(spec.notes(example, comparison)) if spec.notes is not None else []
+    return comparison.diagnostics["notes"]
 
 
 def run_slug(record: dict) -> str:
@@ -264,7 +273,7 @@ def html_page(runs, records, files) -> str:
         parts.append(f"<h3 id='{slug}-summary'>Per estimator</h3>" + _summary_table(comparison))
         if record.get("metrics"):
             parts.append(f"<h3>{esc(spec.metrics_title)}</h3>" + _metrics_table(record["metrics"]))
-        for line in (spec.notes(example, comparison) if spec.notes is not None else []):
+        for line in model_notes(spec, example, comparison):
             parts.append(f"<p class='note'>{esc(line)}</p>")
         parts += _diagnostic_sections(comparison.diagnostics)
         parts.append(f"<h3 id='{slug}-figures'>Figures</h3>")
