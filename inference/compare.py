@@ -76,7 +76,8 @@ class Comparison:
     public: list | None = None
     n_obs: int | None = None
     n_params: int | None = None
-    diagnostics: dict = field(default_factory=dict)  # filled by the application: approximation quality, sensitivity
+    diagnostics: dict = field(default_factory=dict)  # filled by the application: approximation quality, sensitivity,
+    # the model's notes
 
     def _shown(self, res):
         names = self.public if self.public is not None else list(res.params)
