@@ -148,6 +148,33 @@ def test_compiled_backend_agrees_with_the_python_one_and_follows_swapped_data():
         functions_for(model, "fast")
 
 
+def test_initial_point_compiled_once_per_model_and_rebuilt_when_an_initial_value_changes(monkeypatch):
+    import pymc.initial_point
+
+    from inference.functions import initial_point_of
+    from models import gaussian_mixture
+
+    built = []
+    make = pymc.initial_point.make_initial_point_fn
+    monkeypatch.setattr(pymc.initial_point, "make_initial_point_fn", lambda **kw: built.append(1) or make(**kw))
+    ex = gaussian_mixture.example()
+    model = gaussian_mixture.build(*ex.args, **ex.build_kwargs)
+
+    def same(a, b):
+        assert a.keys() == b.keys() and all(np.array_equal(a[n], b[n]) for n in a)
+
+    before = initial_point_of(model)
+    for seed in (None, 0, 0, 7):
+        same(initial_point_of(model, seed), model.initial_point(seed))
+    assert len(built) == 1
+    # swapped data move the ordered initial value (a new array) and the data-centred priors: rebuilt, and equal again
+    gaussian_mixture.swap_data(model, np.random.default_rng(1).normal(3.0, 1.0, size=200))
+    after = initial_point_of(model)
+    same(after, model.initial_point())
+    assert len(built) == 2
+    assert not np.allclose(after["mu_ordered__"], before["mu_ordered__"])
+
+
 def test_few_call_functions_run_uncompiled_on_either_backend(monkeypatch):
     # a fit calls value, constrained and to_unconstrained a few times: compiling them cost a segmentation 45 s cold;
     # and the delta method's Jacobian once: compiling it cost a Poisson mixture's study 16 s cold
