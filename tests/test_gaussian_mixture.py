@@ -1,5 +1,6 @@
 """Gaussian mixture: EM against the optimiser, scikit-learn and scipy; log-space safety; segmentation; bad input."""
 
+import threading
 import warnings
 
 import numpy as np
@@ -176,6 +177,37 @@ def test_fused_blocked_statistics_equal_the_two_passes(monkeypatch):
     assert np.isfinite(loglik) and loglik == pytest.approx(float(lse.sum()), rel=1e-13)
     nk, sx, sxx = gm._unpack_stats(S, 3)
     np.testing.assert_allclose(nk.sum(), 1000.0, rtol=1e-13)  # responsibilities sum to one on every row
+
+
+def test_fused_statistics_are_the_same_bits_on_one_thread_or_two(monkeypatch):
+    monkeypatch.setattr(gm, "BLOCK_ROWS", 64)  # 1,000 rows: 16 blocks
+    rng = np.random.default_rng(3)
+    X = rng.standard_normal((1000, 3)) * [1.0, 2.0, 0.5] + [0.0, 1.0, -1.0]
+    F = gm.quadratic_features(X)
+    C = gm._coefficients(TRUTH3["w"], TRUTH3["mu"], TRUTH3["cov"])
+    threads = []
+    blocks = gm._block_statistics
+
+    def spy(C, FT, starts):
+        threads.append((threading.current_thread().name, len(starts)))
+        return blocks(C, FT, starts)
+
+    monkeypatch.setattr(gm, "_block_statistics", spy)
+    monkeypatch.setattr(gm, "THREAD_BLOCKS", 10**9)
+    S1, ll1 = gm.fused_statistics(C, F)
+    assert [n for _, n in threads] == [16]
+    threads.clear()
+    monkeypatch.setattr(gm, "THREAD_BLOCKS", 2)
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")  # a process held to one thread keeps to it
+    gm.fused_statistics(C, F)
+    assert [n for _, n in threads] == [16]
+    threads.clear()
+    for var in gm._ONE_THREAD_VARS:
+        monkeypatch.delenv(var, raising=False)
+    S2, ll2 = gm.fused_statistics(C, F)
+    assert sorted(n for _, n in threads) == [8, 8] and any(name.startswith("gmm-em") for name, _ in threads)
+    np.testing.assert_array_equal(S2, S1)
+    assert ll2 == ll1
 
 
 def test_alignment_to_truth_and_by_ordering(one_d):
