@@ -229,22 +229,32 @@ def compare(model, estimators=None, truth: dict | None = None, *, seed=0, progre
     rng = as_generator(seed)
     seeds = {n: int(s) for n, s in zip(ESTIMATORS, rng.integers(0, 2**31 - 1, size=len(ESTIMATORS)))}
     results, errors = {}, {}
-    for name in names:
-        try:
-            res = run_estimator(name, model, seed=seeds[name], progress=progress, **options.get(name, {}))
-        except (ValueError, TypeError, RuntimeError, FloatingPointError, np.linalg.LinAlgError) as exc:
-            if raise_errors:
-                raise
-            errors[name] = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            warnings.warn(f"{name}: {errors[name]}", RuntimeWarning, stacklevel=2)
+    # PyMC's NUTS compiles the model's log density; told so, ADVI runs its steps on that compilation (see
+    # ModelFunctions.value_and_grad) instead of on the uncompiled graph
+    fns = functions_for(model)
+    planned = fns.density_planned
+    nuts_options = options.get("nuts") or {}
+    sampler = nuts_options.get("sampler", "pymc") if isinstance(nuts_options, dict) else None
+    fns.density_planned = planned or ("nuts" in names and sampler == "pymc")
+    try:
+        for name in names:
+            try:
+                res = run_estimator(name, model, seed=seeds[name], progress=progress, **options.get(name, {}))
+            except (ValueError, TypeError, RuntimeError, FloatingPointError, np.linalg.LinAlgError) as exc:
+                if raise_errors:
+                    raise
+                errors[name] = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+                warnings.warn(f"{name}: {errors[name]}", RuntimeWarning, stacklevel=2)
+                if on_result is not None:
+                    on_result(name, None, errors[name])
+                continue
+            if hooks is not None and hooks.align is not None:
+                res = hooks.align(res, truth)
+            results[name] = res
             if on_result is not None:
-                on_result(name, None, errors[name])
-            continue
-        if hooks is not None and hooks.align is not None:
-            res = hooks.align(res, truth)
-        results[name] = res
-        if on_result is not None:
-            on_result(name, res, None)
+                on_result(name, res, None)
+    finally:
+        fns.density_planned = planned
     return Comparison(results=results, errors=errors, truth=truth, order=names,
                       public=hooks.public if hooks is not None else None, n_obs=_n_observations(model),
                       n_params=functions_for(model).size)

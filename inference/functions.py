@@ -148,6 +148,8 @@ class ModelFunctions:
     model: object
     compile_seconds: float = 0.0
     _compiled: dict = field(default_factory=dict)
+    # set while a run that includes PyMC's NUTS is under way: the compiled density will be built for the sampler
+    density_planned: bool = False
 
     def __post_init__(self):
         model = self.model
@@ -255,7 +257,9 @@ class ModelFunctions:
 
         ``many_calls=True`` is for callers that evaluate it thousands of times in sequence (ADVI's steps): where the
         uncompiled form costs more than ``SLOW_CALL_SECONDS`` a call, PyTensor's compiled backend is used instead,
-        compiled once and shared by those callers.
+        compiled once and shared by those callers. For ``"logp"`` the compiled density is used whatever an
+        uncompiled call costs when it exists already or ``density_planned`` says NUTS will compile it in this run
+        (:func:`inference.compare` sets it): the compilation is then paid once either way.
 
         ``"logpost"`` and ``"logp"`` are the sum of two compiled functions: the log-likelihood's (shared by every
         objective) and that of the free variables' terms, with or without the Jacobian."""
@@ -266,6 +270,8 @@ class ModelFunctions:
         fn = self._sum_of_parts(kind, self.mode)
         if not many_calls or self.mode is COMPILED_MODE:
             return fn
+        if kind == "logp" and (self.density_planned or ("shared", "logp") in self._compiled):
+            return self.shared_density()  # compiled for NUTS in any case: ADVI's steps run on it too
         if not self._slow(fn, kind):
             return fn
         return self.shared_density() if kind == "logp" else self._sum_of_parts(kind, COMPILED_MODE)

@@ -269,6 +269,35 @@ def test_advi_pathfinder_and_nuts_share_one_compiled_density(monkeypatch):
         fns.shared_density()(np.zeros(3))
 
 
+def test_a_comparison_with_nuts_runs_advi_on_the_density_nuts_compiles(monkeypatch):
+    # however cheap an uncompiled call, ADVI steps on the compiled density when PyMC's NUTS compiles it in the same
+    # comparison anyway; without NUTS nothing is compiled
+    import inference
+    import inference.vi as vi
+    from inference.functions import ModelFunctions
+    from pymc.model.core import ValueGradFunction
+
+    compiled, steps_on = [], []
+    init = ValueGradFunction.__init__
+    monkeypatch.setattr(ValueGradFunction, "__init__",
+                        lambda self, *a, **k: (compiled.append(1), init(self, *a, **k))[1])
+    optimise = vi._optimise
+    monkeypatch.setattr(vi, "_optimise", lambda q, vg, *a, **k: (steps_on.append(vg), optimise(q, vg, *a, **k))[1])
+    monkeypatch.setattr(ModelFunctions, "SLOW_CALL_SECONDS", float("inf"))
+    data = normal.example().data
+    alone = normal.build(data)
+    first = inference.compare(alone, ["advi"], seed=3, raise_errors=True)
+    assert compiled == [] and ("shared", "logp") not in functions_for(alone)._compiled
+    with_nuts = normal.build(data)
+    second = inference.compare(with_nuts, ["advi", "nuts"], seed=3, raise_errors=True,
+                               options={"nuts": {"draws": 100, "tune": 100}})
+    fns = functions_for(with_nuts)
+    assert len(compiled) == 1 and steps_on[-1] is fns._compiled[("shared", "logp")]
+    assert fns.density_planned is False  # for this comparison only
+    for name in ("mu", "sigma"):  # the same steps on the same density, compiled or not
+        assert second.results["advi"].params[name] == pytest.approx(first.results["advi"].params[name], rel=1e-12)
+
+
 # ------------------------------------------------------------------ the compiled mode's matrix products
 def _products(x, y, batched=False):
     a = pt.tensor("a", dtype=x.dtype, shape=(None,) * x.ndim)
