@@ -32,6 +32,7 @@ compilation of its gradient instead of three.
 
 from __future__ import annotations
 
+import copy
 import time
 import weakref
 from dataclasses import dataclass, field
@@ -109,8 +110,9 @@ def share_compiled_density(model) -> None:
     PyMC compiles ``model.logp_dlogp_function`` anew for each ``pm.sample`` of a mutable model (its graph could have
     changed); for the zoo's models only the data change between calls (a simulation study swaps each replicate's data
     in with ``pm.set_data``), and the compiled function reads them at every call. The first compilation is kept and
-    each call gets a copy with its own runtime state (``ValueGradFunction.copy``, what PyMC's frozen models do), so
-    the draws are those a fresh compilation gives. :meth:`ModelFunctions.shared_density` asks for the same
+    each call gets a copy with its own runtime state (``ValueGradFunction.copy``, what PyMC's frozen models do, or
+    where the compiled function has no such state a shallow copy calling it: :func:`_own_copy`), so the draws are
+    those a fresh compilation gives. :meth:`ModelFunctions.shared_density` asks for the same
     function as ``pm.sample``'s NUTS initialisation, so ADVI, Pathfinder and NUTS share one compilation. Unless the
     caller names a ``mode``, it is compiled in :data:`~inference.modes.COMPILED_MODE`.
     """
@@ -128,11 +130,24 @@ def share_compiled_density(model) -> None:
         if fn is None:
             fn = kept[key] = compile_once(grad_vars=grad_vars, tempered=tempered, initial_point=initial_point,
                                           ravel_inputs=ravel_inputs, **kwargs)
-        fn = fn.copy()
+        fn = _own_copy(fn)
         fn.set_extra_values(initial_point)
         return fn
 
     model.logp_dlogp_function = logp_dlogp_function
+
+
+def _own_copy(fn):
+    """A ``ValueGradFunction`` for one more caller of ``fn``: ``fn.copy()`` when the compiled function has runtime
+    state (the cost weights or the extra values among its inputs, which each caller sets), otherwise a shallow copy
+    calling the same compiled function. ``Function.copy`` links the compiled graph again (20-55 ms on the zoo's
+    models, twice per ``pm.sample``); the zoo's callers of one model run one after the other, never at once."""
+    inputs = {i.variable for i in fn._pytensor_function.maker.inputs}
+    if fn._weights in inputs or any(v in inputs for v in fn._extra_vars_shared.values()):
+        return fn.copy()
+    new = copy.copy(fn)
+    new._extra_are_set = False
+    return new
 
 
 @dataclass
