@@ -43,7 +43,7 @@ import pytensor.tensor as pt
 from pytensor.gradient import grad, jacobian
 from pytensor.graph.replace import graph_replace
 
-from .modes import COMPILED_MODE, PY_MODE
+from .modes import COMPILED_MODE, PY_MODE, untraced
 
 __all__ = ["BACKENDS", "ModelFunctions", "functions_for", "initial_point_of", "share_compiled_density"]
 
@@ -65,7 +65,8 @@ def initial_point_of(model, seed=None) -> dict:
     key = [*model.free_RVs, None, *(x for pair in model.rvs_to_initial_values.items() for x in pair)]
     kept = _INITIAL_POINT.get(model)
     if kept is None or len(kept[0]) != len(key) or any(a is not b for a, b in zip(kept[0], key)):
-        kept = _INITIAL_POINT[model] = (key, make_initial_point_fn(model=model, return_transformed=True))
+        with untraced():
+            kept = _INITIAL_POINT[model] = (key, make_initial_point_fn(model=model, return_transformed=True))
     return Point(kept[1](seed), model=model)
 
 
@@ -128,8 +129,9 @@ def share_compiled_density(model) -> None:
         key = (None if grad_vars is None else tuple(grad_vars), tempered, ravel_inputs, repr(sorted(kwargs.items())))
         fn = kept.get(key)
         if fn is None:
-            fn = kept[key] = compile_once(grad_vars=grad_vars, tempered=tempered, initial_point=initial_point,
-                                          ravel_inputs=ravel_inputs, **kwargs)
+            with untraced():
+                fn = kept[key] = compile_once(grad_vars=grad_vars, tempered=tempered, initial_point=initial_point,
+                                              ravel_inputs=ravel_inputs, **kwargs)
         fn = _own_copy(fn)
         fn.set_extra_values(initial_point)
         return fn
@@ -238,9 +240,10 @@ class ModelFunctions:
         fn = self._compiled.get(key)
         if fn is None:
             t0 = time.perf_counter()
-            fn = build()
-            if warm:  # the first call may JIT-compile (Numba linker): count it as compile time
-                fn(self.initial_theta)
+            with untraced():
+                fn = build()
+                if warm:  # the first call may JIT-compile (Numba linker): count it as compile time
+                    fn(self.initial_theta)
             self.compile_seconds += time.perf_counter() - t0
             self._compiled[key] = fn
         return fn

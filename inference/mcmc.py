@@ -12,7 +12,7 @@ import pytensor
 
 from .checks import check, check_model
 from .functions import functions_for, share_compiled_density
-from .modes import COMPILED_MODE
+from .modes import COMPILED_MODE, untraced
 from .result import Result, summarise_draws, warn_not_converged
 from .starts import as_generator
 
@@ -63,7 +63,7 @@ def nuts(model, *, draws: int = 1000, tune: int = 1000, chains: int = 2, seed=No
         # and the functions pm.sample compiles besides (the trace's deterministics) in the same mode
         flags = {"mode": COMPILED_MODE}
     t0 = time.perf_counter()
-    with model, pytensor.config.change_flags(**flags):
+    with model, pytensor.config.change_flags(**flags), untraced():
         idata = pm.sample(draws=draws, tune=tune, chains=chains, cores=1, random_seed=sample_seed,
                           target_accept=target_accept, progressbar=progress, compute_convergence_checks=False,
                           nuts_sampler=sampler)

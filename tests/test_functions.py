@@ -317,6 +317,21 @@ def test_each_caller_of_the_shared_density_gets_its_own_state_without_a_new_link
     assert float(cold(theta)[0]) - float(hot(theta)[0]) == pytest.approx(0.5 * loglik, rel=1e-10)
 
 
+def test_graphs_built_inside_skip_pytensor_stack_traces_unless_the_user_set_a_limit():
+    from inference.modes import untraced
+
+    x = pt.dscalar("x")
+    assert (x + 1).tag.trace  # PyTensor's default: where the variable was made
+    with untraced():
+        assert not (x + 2).tag.trace
+        fns = functions_for(normal.build(normal.example().data))
+    assert (x + 3).tag.trace and pytensor.config.traceback__limit == 8  # restored
+    fns.value_and_grad("loglik")  # builds under it and restores it
+    assert pytensor.config.traceback__limit == 8
+    with pytensor.config.change_flags(traceback__limit=2), untraced():
+        assert (x + 4).tag.trace  # a limit the user chose is kept
+
+
 # ------------------------------------------------------------------ the compiled mode's matrix products
 def _products(x, y, batched=False):
     a = pt.tensor("a", dtype=x.dtype, shape=(None,) * x.ndim)
