@@ -262,6 +262,10 @@ class ModelFunctions:
             expr = model.logp(vars=list(model.free_RVs) + list(model.potentials), jacobian=kind == "prior_jac")
         return graph_replace(expr, self._replace, strict=False).astype("float64")
 
+    def _value_and_grad_graph(self, kind: str) -> list:
+        expr = self._objective_graph(kind)
+        return [expr, grad(expr, self.theta, disconnected_inputs="ignore")]
+
     KINDS = ("loglik", "logpost", "logp")
     PRIOR_PARTS = ("prior", "prior_jac")
     # Each objective with a gradient is the log-likelihood plus the free variables' own terms. The log-likelihood
@@ -296,12 +300,15 @@ class ModelFunctions:
 
     def _sum_of_parts(self, kind: str, mode):
         def part(name):
-            def build():
-                expr = self._objective_graph(name)
-                g = grad(expr, self.theta, disconnected_inputs="ignore")
-                return self._theta_function([expr, g], mode=mode)
-
-            return self._get(("vg", name, mode is COMPILED_MODE), build)
+            if name in self.PRIOR_PARTS:
+                # both prior parts in one function: they share nearly all their graph, and one build and rewrite
+                # of the pair took 0.09-0.33 s warm against 0.12-0.65 s for the two apart
+                both = self._get(("vg", self.PRIOR_PARTS, mode is COMPILED_MODE), lambda: self._theta_function(
+                    [out for p in self.PRIOR_PARTS for out in self._value_and_grad_graph(p)], mode=mode))
+                i = 2 * self.PRIOR_PARTS.index(name)
+                return lambda theta: both(theta)[i:i + 2]
+            return self._get(("vg", name, mode is COMPILED_MODE),
+                             lambda: self._theta_function(self._value_and_grad_graph(name), mode=mode))
 
         fns = [part(name) for name in self._PARTS[kind]]
         if len(fns) == 1:
@@ -351,8 +358,7 @@ class ModelFunctions:
         """
         if exact:
             def build():
-                expr = self._objective_graph(kind)
-                g = grad(expr, self.theta, disconnected_inputs="ignore")
+                g = self._value_and_grad_graph(kind)[1]
                 return self._theta_function(jacobian(g, self.theta, vectorize=True))
 
             return self._get(("hess", kind), build)

@@ -49,6 +49,29 @@ def test_gradient_and_hessian_match_finite_differences(fns, kind):
     np.testing.assert_allclose(fns.hessian(kind)(theta), H_exact, rtol=1e-7, atol=1e-7 * np.abs(H_exact).max())
 
 
+def test_the_objectives_equal_pymc_and_share_one_function_of_both_prior_parts(monkeypatch):
+    from inference.functions import ModelFunctions
+
+    ex = poisson.example(k=2)
+    model = poisson.build(ex.data, k=2)
+    fns = functions_for(model)
+    built = []
+    theta_function = ModelFunctions._theta_function
+    monkeypatch.setattr(ModelFunctions, "_theta_function",
+                        lambda self, outs, **k: (built.append(len(outs)), theta_function(self, outs, **k))[1])
+    logpost, logp = fns.value_and_grad("logpost"), fns.value_and_grad("logp")
+    # the log-likelihood's value and gradient, then both prior parts' (without and with the Jacobian) in one function
+    assert built == [2, 4]
+    rng = np.random.default_rng(4)
+    for _ in range(3):
+        theta = fns.initial_theta + 0.3 * rng.standard_normal(fns.size)
+        point = fns.unpack_unconstrained(theta)
+        for vg, jacobian in ((logpost, False), (logp, True)):
+            value, g = vg(theta)
+            assert float(value) == pytest.approx(float(model.compile_logp(jacobian=jacobian, mode="FAST_COMPILE")(point)), rel=1e-12)
+            np.testing.assert_allclose(g, fd_grad(lambda t: float(vg(t)[0]), theta), rtol=1e-5, atol=1e-4)
+
+
 def test_constrained_round_trip(fns):
     theta = fns.initial_theta + 0.05
     params = fns.constrained(theta)
