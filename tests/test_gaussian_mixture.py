@@ -208,6 +208,16 @@ def test_fused_statistics_are_the_same_bits_on_one_thread_or_two(monkeypatch):
     assert sorted(n for _, n in threads) == [8, 8] and any(name.startswith("gmm-em") for name, _ in threads)
     np.testing.assert_array_equal(S2, S1)
     assert ll2 == ll1
+    assert not any(t.name.startswith("gmm-em") for t in threading.enumerate())  # no thread left behind
+
+    def failing(C, FT, starts):
+        if threading.current_thread().name.startswith("gmm-em"):
+            raise FloatingPointError("in the second thread")
+        return blocks(C, FT, starts)
+
+    monkeypatch.setattr(gm, "_block_statistics", failing)
+    with pytest.raises(FloatingPointError, match="in the second thread"):  # raised to the caller, not lost
+        gm.fused_statistics(C, F)
 
 
 def test_alignment_to_truth_and_by_ordering(one_d):
