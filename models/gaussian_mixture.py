@@ -41,7 +41,7 @@ from __future__ import annotations
 
 import functools
 import os
-import threading
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pymc as pm
@@ -345,30 +345,6 @@ def _second_thread_allowed() -> bool:
     return (os.cpu_count() or 1) > 1 and all(os.environ.get(v, "").strip() != "1" for v in _ONE_THREAD_VARS)
 
 
-def _in_thread(fn, *args):
-    """Start ``fn(*args)`` in a thread of its own; returns a function that waits for it and returns its value or
-    raises its error. A thread per call, not a pool: no idle thread is left behind to trouble a later fork (a study's
-    worker processes), and starting one costs tens of microseconds against milliseconds of work."""
-    out = {}
-
-    def run():
-        try:
-            out["value"] = fn(*args)
-        except BaseException as exc:  # handed to the caller
-            out["error"] = exc
-
-    thread = threading.Thread(target=run, name="gmm-em", daemon=True)
-    thread.start()
-
-    def result():
-        thread.join()
-        if "error" in out:
-            raise out["error"]
-        return out["value"]
-
-    return result
-
-
 def _block_statistics(C, FT, starts):
     out = []
     for start in starts:
@@ -385,8 +361,11 @@ def fused_statistics(C, FT):
     starts = range(0, FT.shape[1], BLOCK_ROWS)
     if len(starts) >= THREAD_BLOCKS and _second_thread_allowed():
         half = len(starts) // 2
-        second = _in_thread(_block_statistics, C, FT, starts[half:])
-        blocks = _block_statistics(C, FT, starts[:half]) + second()
+        # a thread for this pass only, joined on leaving: no idle thread is left behind to trouble a later fork
+        # (a study's worker processes); starting it costs about 0.15 ms against a pass of milliseconds
+        with ThreadPoolExecutor(1, thread_name_prefix="gmm-em") as pool:
+            second = pool.submit(_block_statistics, C, FT, starts[half:])
+            blocks = _block_statistics(C, FT, starts[:half]) + second.result()
     else:
         blocks = _block_statistics(C, FT, starts)
     S, loglik = np.zeros((C.shape[0], FT.shape[0])), 0.0
