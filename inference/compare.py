@@ -257,7 +257,7 @@ def compare(model, estimators=None, truth: dict | None = None, *, seed=0, progre
         fns.density_planned = planned
     return Comparison(results=results, errors=errors, truth=truth, order=names,
                       public=hooks.public if hooks is not None else None, n_obs=_n_observations(model),
-                      n_params=functions_for(model).size)
+                      n_params=fns.size)
 
 
 def _n_observations(model) -> int:

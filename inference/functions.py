@@ -287,13 +287,12 @@ class ModelFunctions:
         objective) and that of the free variables' terms, with or without the Jacobian."""
         if kind not in self.KINDS:
             raise ValueError(f"kind: expected 'loglik', 'logpost' or 'logp', got {kind!r}")
-        if many_calls and kind == "logp" and self.mode is COMPILED_MODE:
-            return self.shared_density()
+        if many_calls and kind == "logp" and (self.mode is COMPILED_MODE or self.density_planned
+                                              or ("shared", "logp") in self._compiled):
+            return self.shared_density()  # on the uncompiled backend: compiled for NUTS in any case
         fn = self._sum_of_parts(kind, self.mode)
         if not many_calls or self.mode is COMPILED_MODE:
             return fn
-        if kind == "logp" and (self.density_planned or ("shared", "logp") in self._compiled):
-            return self.shared_density()  # compiled for NUTS in any case: ADVI's steps run on it too
         if not self._slow(fn, kind):
             return fn
         return self.shared_density() if kind == "logp" else self._sum_of_parts(kind, COMPILED_MODE)
