@@ -13,8 +13,8 @@ from .laplace import laplace
 from .mcmc import nuts
 from .optimize import map_estimate, mle
 from .pathfinder import pathfinder
-from .quality import approximation_quality, khat_threshold, psis, verdicts
-from .result import ConvergenceWarning, Result
+from .quality import approximation_quality, khat_threshold, psis, self_diagnosis, verdicts
+from .result import ConvergenceWarning, Result, UnreliableWarning
 from .sensitivity import default_sweep, posterior_tree, power_scaling, prior_sweep
 from .study import Study, study
 from .vem import vem
@@ -55,7 +55,9 @@ __all__ = [
     "psis",
     "run_em",
     "run_estimator",
+    "self_diagnosis",
     "study",
+    "UnreliableWarning",
     "unavailable",
     "vem",
     "verdicts",

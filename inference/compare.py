@@ -105,22 +105,24 @@ class Comparison:
     def summary(self) -> pd.DataFrame:
         """One row per estimator: observed-data log-likelihood at its point, AIC and BIC for the point estimators
         (MLE, MAP, EM: -2 log L + 2 p and -2 log L + p log n, p free parameters, n observations), iterations,
-        convergence, seconds."""
+        convergence, the self-diagnosis of the approximations with draws (``reliable`` and their own Pareto
+        ``khat``, see :func:`inference.self_diagnosis`; NaN for the others), seconds."""
         rows = []
         for est in self.order:
             res = self.results.get(est)
             if res is None:
                 rows.append({"estimator": est, "loglik": np.nan, "aic": np.nan, "bic": np.nan, "n_iter": np.nan,
-                             "converged": False, "compile_s": np.nan, "run_s": np.nan,
-                             "error": self.errors.get(est, "")})
+                             "converged": False, "reliable": np.nan, "khat": np.nan, "compile_s": np.nan,
+                             "run_s": np.nan, "error": self.errors.get(est, "")})
                 continue
             aic = bic = np.nan
             if res.draws is None and self.n_params is not None and self.n_obs:
                 aic = -2 * res.loglik + 2 * self.n_params
                 bic = -2 * res.loglik + self.n_params * np.log(self.n_obs)
             rows.append({"estimator": est, "loglik": res.loglik, "aic": aic, "bic": bic, "n_iter": res.n_iter,
-                         "converged": res.converged, "compile_s": res.time_compile, "run_s": res.time_run,
-                         "error": ""})
+                         "converged": res.converged, "reliable": res.info.get("reliable", np.nan),
+                         "khat": res.info.get("khat", np.nan), "compile_s": res.time_compile,
+                         "run_s": res.time_run, "error": ""})
         return pd.DataFrame(rows).set_index("estimator")
 
     def starts(self) -> dict:
@@ -157,6 +159,8 @@ class Comparison:
             show[col] = show[col].map(lambda v: f"{v:.2f}" if np.isfinite(v) else "")
         for col in ("compile_s", "run_s"):
             show[col] = show[col].map(lambda v: f"{v:.2f}" if np.isfinite(v) else "")
+        show["khat"] = show["khat"].map(lambda v: f"{v:.2f}" if np.isfinite(v) else "")
+        show["reliable"] = show["reliable"].map(lambda v: "" if not isinstance(v, (bool, np.bool_)) else str(v))
         parts.append(show.to_string())
         for est, values in self.starts().items():
             parts.append(f"{est}: {len(values)} starts, final objective " + ", ".join(f"{v:.6f}" for v in values))
@@ -173,13 +177,17 @@ class Comparison:
         for est in self.order:
             res = self.results.get(est)
             if res is None:
-                out[est] = {"params": {}, "sd": {}, "loglik": None, "converged": False, "n_iter": 0,
+                out[est] = {"params": {}, "sd": {}, "loglik": None, "converged": False, "reliable": None,
+                            "khat": None, "n_iter": 0,
                             "time_s": {"compile": 0.0, "run": 0.0}, "error": self.errors.get(est)}
                 continue
             shown = [k for k, _ in self._shown(res)]
             out[est] = {"params": {k: _jsonable(res.params[k]) for k in shown},
                         "sd": {k: _jsonable(res.sd[k]) for k in shown},
-                        "loglik": _jsonable(res.loglik), "converged": bool(res.converged), "n_iter": int(res.n_iter),
+                        "loglik": _jsonable(res.loglik), "converged": bool(res.converged),
+                        "reliable": None if "reliable" not in res.info else bool(res.info["reliable"]),
+                        "khat": _jsonable(res.info["khat"]) if "khat" in res.info else None,
+                        "n_iter": int(res.n_iter),
                         "time_s": {"compile": round(res.time_compile, 4), "run": round(res.time_run, 4)},
                         "error": None}
         return out

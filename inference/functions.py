@@ -195,8 +195,61 @@ class ModelFunctions:
         self.param_names = [rv.name for rv in model.free_RVs] + [d.name for d in model.deterministics]
         outs = model.replace_rvs_by_values(list(model.free_RVs) + list(model.deterministics))
         self._param_graphs = [graph_replace(o, self._replace, strict=False) for o in outs]
-        self.initial_theta = self.pack_unconstrained(point)
+        # PyMC's default initial point, packed; the start the estimators use is found from it on the first read of
+        # ``initial_theta`` (see there)
+        self.default_theta = self.pack_unconstrained(point)
+        self._initial = None
         self.mode = PY_MODE if self.size <= PY_MODE_MAX_PARAMETERS else COMPILED_MODE
+
+    @property
+    def initial_start(self):
+        """The model's default start (:class:`inference.starts.InitialStart`), found on first use by
+        :func:`inference.starts.initial_start`: PyMC's initial point where it and the log density there are finite,
+        else a finite one found from the prior or by jitter (with a warning saying which variables moved)."""
+        if self._initial is None:
+            from .starts import initial_start
+
+            self._initial = initial_start(self)
+        return self._initial
+
+    @property
+    def initial_theta(self) -> np.ndarray:
+        """The unconstrained vector every estimator starts from by default: ``initial_start.theta``, which is
+        PyMC's initial point itself whenever that point and the log density there are finite."""
+        return self.initial_start.theta
+
+    @property
+    def _probe_theta(self) -> np.ndarray:
+        """Where a new function is first called (warmed up): the default start once it is known, else PyMC's
+        initial point as it is (finding the start builds and calls functions, which must not wait for it)."""
+        return self.default_theta if self._initial is None else self._initial.theta
+
+    def log_density_terms(self):
+        """f(theta) -> {name: value}: the log density's term (Jacobian included, summed over its elements) of each
+        free variable, potential and observed variable, all NaN where the density cannot be evaluated (a parameter
+        outside its domain): which terms make the density at a start not finite. One function of its own, uncompiled
+        on either backend (called a few times per model)."""
+
+        def build():
+            from pymc.logprob.utils import ParameterValueError
+
+            model = self.model
+            terms = list(model.free_RVs) + list(model.potentials) + list(model.observed_RVs)
+            exprs = model.logp(vars=terms, jacobian=True, sum=False)
+            outs = [graph_replace(pt.sum(e), self._replace, strict=False).astype("float64") for e in exprs]
+            fn = pytensor.function([self.theta], outs, on_unused_input="ignore", mode=PY_MODE)
+            names = [v.name for v in terms]
+
+            def call(theta):
+                try:
+                    values = fn(np.asarray(theta, dtype=float))
+                except ParameterValueError:
+                    return dict.fromkeys(names, np.nan)
+                return dict(zip(names, (float(v) for v in values)))
+
+            return call
+
+        return self._get(("terms",), build, warm=False)
 
     @property
     def backend(self) -> str:
@@ -243,7 +296,7 @@ class ModelFunctions:
             with untraced():
                 fn = build()
                 if warm:  # the first call may JIT-compile (Numba linker): count it as compile time
-                    fn(self.initial_theta)
+                    fn(self._probe_theta)
             self.compile_seconds += time.perf_counter() - t0
             self._compiled[key] = fn
         return fn

@@ -21,18 +21,22 @@ import numpy as np
 from .checks import check
 from .functions import functions_for
 from .optimize import minimise, nan_sd, unconstrained_cov
+from .quality import self_diagnosis
 from .result import Result, summarise_draws, warn_not_converged
 from .starts import as_generator, starting_points
 
-__all__ = ["constrained_draws", "laplace"]
+__all__ = ["laplace"]
 
 
 def laplace(model, *, seed=None, draws: int = 4000, start=None, n_init: int = 1, max_iter: int = 1000,
             gtol: float = 1e-9) -> Result:
     """Laplace approximation of the posterior in the unconstrained space, summarised by ``draws`` draws.
 
-    The mode is found with exact gradients and Newton steps (scipy's ``trust-exact``, as for MAP) from ``n_init``
-    starts (or ``start``, constrained values by name). A Hessian that is not negative definite at the mode leaves
+    The mode is found with exact gradients and Newton steps in coordinates scaled to each parameter's curvature
+    (:func:`inference.optimize.minimise`, as for MAP) from ``n_init`` starts (or ``start``, constrained values by
+    name); it is converged when the Newton decrement there is below ``inference.optimize.DECREMENT_TOL`` nats. The
+    Gaussian's covariance is the inverse of the observed information there
+    (:func:`inference.optimize.observed_information`). A Hessian that is not negative definite at the mode leaves
     no Gaussian: the sds are NaN, the result is not converged, and a warning says so.
     """
     check(draws, "draws", "positive integer")
@@ -49,31 +53,32 @@ def laplace(model, *, seed=None, draws: int = 4000, start=None, n_init: int = 1,
     t0 = time.perf_counter()
     res, trace, _ = minimise(fns, "logp", starts, max_iter=max_iter, gtol=gtol)
     mode = res.x
-    cov = unconstrained_cov(fns, mode, "logp", "laplace")
+    cov = unconstrained_cov(fns, mode, "logp", "laplace", information=res.information, exact=res.exact_hessian)
     gnorm = float(np.max(np.abs(vg(mode)[1])))
-    converged = bool(np.isfinite(res.fun) and (res.success or gnorm < 1e-6 * max(1.0, abs(res.fun))))
+    converged = bool(res.converged)
     info = {"objective": "log density (with Jacobian)", "message": str(res.message), "grad_max": gnorm,
-            "theta": mode}
+            "decrement": float(res.decrement), "theta": mode}
     if cov is None:
         params = fns.constrained(mode)
         sd = nan_sd(params)
         loglik = float(fns.value("loglik")(mode))
         warn_not_converged("laplace", "no Gaussian: the Hessian at the mode is not negative definite")
+        info.update(reliable=False, reliability="unreliable: no Gaussian (the Hessian at the mode is not "
+                    "negative definite)", khat=float("nan"))
         return Result(method="laplace", params=params, sd=sd, loglik=loglik, trace=np.array(trace),
                       n_iter=int(res.nit), converged=False, time_compile=t_compile,
                       time_run=time.perf_counter() - t0, info=info)
-    theta = mode + rng.standard_normal((draws, mode.size)) @ np.linalg.cholesky(cov).T
-    draws_out, params, sd = summarise_draws(model, constrained_draws(fns, theta), rng)
+    L = np.linalg.cholesky(cov)
+    u = rng.standard_normal((draws, mode.size))
+    theta = mode + u @ L.T
+    logq = -0.5 * (np.sum(u**2, axis=1) + mode.size * np.log(2 * np.pi)) - np.sum(np.log(np.diag(L)))
+    constrained = fns.constrained_many(theta)
+    draws_out, params, sd = summarise_draws(model, {n: v[None] for n, v in constrained.items()}, rng)
     loglik = fns.loglik_at({n: params[n] for n in fns.free_names()})
     if not converged:
-        warn_not_converged("laplace", f"{res.message} (max |gradient| {gnorm:.3g})")
+        warn_not_converged("laplace", res.why)
     info.update(q_mean=mode, q_cov=cov)
+    info.update(self_diagnosis("laplace", fns, theta, logq, converged=converged, constrained=constrained))
     return Result(method="laplace", params=params, sd=sd, loglik=loglik, trace=np.array(trace),
                   n_iter=int(res.nit), converged=converged, time_compile=t_compile,
                   time_run=time.perf_counter() - t0, draws=draws_out, info=info)
-
-
-def constrained_draws(fns, theta) -> dict:
-    """Constrained parameters (free variables and deterministics) of each row of ``theta`` (S, size), as draws with
-    leading (chain, draw) = (1, S) dimensions."""
-    return {n: v[None] for n, v in fns.constrained_many(np.atleast_2d(theta)).items()}

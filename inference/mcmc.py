@@ -57,6 +57,11 @@ def nuts(model, *, draws: int = 1000, tune: int = 1000, chains: int = 2, seed=No
     rng = as_generator(seed)
     sample_seed = int(rng.integers(0, 2**31 - 1))
     fns = functions_for(model)
+    # PyMC's sampler starts from PyMC's initial point (jittered), which is not finite for some models (an ordered
+    # vector without an initval): those start from the model's default start instead (inference.starts)
+    initial = fns.initial_start
+    if initial.problem is not None:
+        raise ValueError(initial.problem)
     flags = {}
     if sampler == "pymc":
         share_compiled_density(model)  # the compilation ADVI and Pathfinder made, when they ran first
@@ -66,7 +71,7 @@ def nuts(model, *, draws: int = 1000, tune: int = 1000, chains: int = 2, seed=No
     with model, pytensor.config.change_flags(**flags), untraced():
         idata = pm.sample(draws=draws, tune=tune, chains=chains, cores=1, random_seed=sample_seed,
                           target_accept=target_accept, progressbar=progress, compute_convergence_checks=False,
-                          nuts_sampler=sampler)
+                          nuts_sampler=sampler, initvals=initial.replaced or None)
     total = time.perf_counter() - t0
     post = idata["posterior"]
     t_run = float(post.attrs.get("sampling_time", total))

@@ -164,11 +164,15 @@ def _inline_batched(fgraph, node):
 # fusion. The products' rewrite: after elemwise fusion (49) and before the in-place rewrites (from 49.5), so nothing
 # later depends on the op type.
 _INLINE_AT, _PRODUCTS_AT = 48.5, 49.4
-PY_MODE = Mode(linker="py", optimizer="fast_run").excluding("fusion", "inplace").register(
+# As in PyMC's own compiled functions (``pymc.pytensorf.compile`` on a model with ``check_bounds``), a parameter
+# outside its domain makes the log density -inf instead of raising, so an optimiser's or a sampler's step there is
+# rejected rather than ending the fit.
+_CHECKS = "local_check_parameter_to_ninf_switch"
+PY_MODE = Mode(linker="py", optimizer="fast_run").excluding("fusion", "inplace").including(_CHECKS).register(
     (dfs_rewriter(_inline_rewritten, _inline_batched), _INLINE_AT))
 _PY_MODE_SYMBOLIC = PY_MODE.excluding("symbolic_op_recognition")
-COMPILED_MODE = get_mode("NUMBA").register((dfs_rewriter(_inline), _INLINE_AT),
-                                           (dfs_rewriter(_use_np_dot), _PRODUCTS_AT))
+COMPILED_MODE = get_mode("NUMBA").including(_CHECKS).register((dfs_rewriter(_inline), _INLINE_AT),
+                                                              (dfs_rewriter(_use_np_dot), _PRODUCTS_AT))
 
 
 @contextlib.contextmanager

@@ -39,9 +39,11 @@ from scipy.special import logsumexp
 from .base import hooks_for
 from .checks import check
 from .functions import functions_for
-from .result import Result, flat_labels
+from .result import Result, UnreliableWarning, flat_labels
+from .result import warn as _warn
 
-__all__ = ["MEAN_TOLERANCE", "approximation_quality", "importance_ratios", "khat_threshold", "psis", "verdicts"]
+__all__ = ["MEAN_TOLERANCE", "approximation_quality", "importance_ratios", "khat_threshold", "psis",
+           "self_diagnosis", "self_verdict", "verdicts"]
 
 MEAN_TOLERANCE = 0.2  # flag an approximation whose mean is further than this many NUTS posterior sds
 
@@ -73,6 +75,134 @@ def psis(log_ratios) -> tuple[np.ndarray, float]:
     smoothed, khat = array_stats.psislw(-lr, r_eff=1.0)
     smoothed = np.asarray(smoothed, dtype=float)
     return smoothed - logsumexp(smoothed), float(khat)
+
+
+# Draws of q at which the model's log density is not finite (a point PyMC's graph cannot evaluate: an overflow, a
+# value outside a bound the declaration checks) are allowed up to this share before the approximation is unreliable.
+MAX_NONFINITE_SHARE = 0.01
+
+
+def self_diagnosis(method: str, fns, theta, logq, *, converged: bool, constrained: dict | None = None,
+                   logp=None, warn: bool = True) -> dict:
+    """An approximation judged by its own draws, without a reference posterior (Yao, Vehtari, Simpson & Gelman 2018).
+
+    The log importance ratios log p(theta_s, y) - log q(theta_s) at the approximation's own draws theta_s ~ q, with
+    PyMC's log density of the unconstrained values (Jacobian included), are Pareto-smoothed (:func:`psis`). The
+    approximation is ``reliable`` when it converged, k-hat is below the sample-size threshold
+    :func:`khat_threshold`, at most ``MAX_NONFINITE_SHARE`` of the draws have a log density that is not finite,
+    and its PSIS means are finite and within ``MEAN_TOLERANCE`` PSIS-corrected sds of the draws' own means (with
+    k-hat below the threshold the corrected means are accurate, so a larger gap is an error of the approximation
+    measured from its own draws). An unreliable approximation gets an :class:`~inference.UnreliableWarning` (when
+    ``warn``) that says why, unless it did not converge (its ``ConvergenceWarning`` said so already).
+
+    Parameters
+    ----------
+    method : str
+        The estimator's name, for the messages.
+    fns : ModelFunctions
+        The model's functions (:func:`inference.functions.functions_for`).
+    theta : ndarray, shape (S, N)
+        Draws of q in the unconstrained space.
+    logq : ndarray, shape (S,)
+        Their log density under q.
+    converged : bool
+        The approximation's own convergence verdict.
+    constrained : dict, optional
+        The constrained values of the draws, {name: (S, ...)}; with it the PSIS-reweighted means are returned.
+    logp : ndarray, optional
+        The model's log density at the draws, when the caller has it already.
+
+    Returns
+    -------
+    dict
+        The entries an approximation adds to ``Result.info``: ``q_theta``, ``q_logq``, ``q_logp`` (the draws and
+        their two log densities), ``psis_log_weights`` (normalised, -inf where the log density is not finite),
+        ``khat``, ``khat_threshold``, ``reliable``, ``reliability`` (``"reliable"`` or
+        the reasons it is not), ``elbo`` (the mean log ratio over the finite draws, the ELBO's estimate) and, when
+        ``constrained`` was given and k-hat is below 0.7, ``psis_params`` (the PSIS-reweighted means).
+
+    Examples
+    --------
+    >>> res = inference.laplace(model)                    # doctest: +SKIP
+    >>> res.info["khat"], res.info["reliable"]            # doctest: +SKIP
+    (0.12, True)
+    """
+    theta = np.atleast_2d(np.asarray(theta, dtype=float))
+    logq = np.asarray(logq, dtype=float).reshape(len(theta))
+    logp = fns.score_rows("logp")(theta) if logp is None else np.asarray(logp, dtype=float).reshape(len(theta))
+    lr = logp - logq
+    finite = np.isfinite(lr)
+    n_finite = int(finite.sum())
+    threshold = khat_threshold(max(len(lr), 2))
+    reasons = []
+    if not converged:
+        reasons.append("not converged")
+    khat, psis_params = np.nan, None
+    log_weights = np.full(len(lr), -np.inf)
+    try:
+        lw, khat = psis(lr[finite])
+    except ValueError:  # too few draws for a Pareto tail (arviz-stats needs five in the tail)
+        lw = None
+    if lw is not None:
+        log_weights[finite] = lw
+        if not khat <= threshold:  # NaN too: the tail could not be fitted
+            reasons.append(f"k-hat {khat:.2f} above {threshold:.2f}" if khat > threshold
+                           else "k-hat could not be estimated")
+        if constrained is not None and khat <= 0.7:
+            w = np.exp(lw)
+            psis_params = {n: np.tensordot(w, np.asarray(v)[finite], axes=(0, 0)) for n, v in constrained.items()}
+            if not all(np.all(np.isfinite(v)) for v in psis_params.values()):
+                reasons.append("PSIS means not finite")
+            elif khat <= threshold:
+                gap, label = _psis_gap(constrained, finite, w, psis_params)
+                if gap > MEAN_TOLERANCE:
+                    reasons.append(f"its mean of {label} is {gap:.2f} sd from the importance-corrected one")
+    else:
+        reasons.append(f"k-hat could not be estimated from {n_finite} draws with a finite log density")
+    share = 1.0 - n_finite / max(len(lr), 1)
+    if lw is not None and share > MAX_NONFINITE_SHARE:
+        reasons.append(f"log density not finite at {share:.1%} of the draws")
+    reliable = not reasons
+    out = {"q_theta": theta, "q_logq": logq, "q_logp": logp, "psis_log_weights": log_weights, "khat": float(khat),
+           "khat_threshold": threshold, "reliable": reliable,
+           "reliability": "reliable" if reliable else "unreliable: " + "; ".join(reasons),
+           "elbo": float(np.mean(lr[finite])) if n_finite else float("-inf")}
+    if psis_params is not None:
+        out["psis_params"] = psis_params
+    if warn and not reliable and converged:
+        _warn(f"{method}: {out['reliability']} (the importance ratios of its own draws against the model's "
+             "density: the approximation is not to be trusted; compare with nuts)", UnreliableWarning)
+    return out
+
+
+def _psis_gap(constrained: dict, finite, w, psis_means: dict) -> tuple[float, str]:
+    """The largest distance between the draws' mean and the PSIS-corrected mean, in PSIS-corrected sds, over every
+    scalar entry of ``constrained`` (draws on the first axis), and that entry's label."""
+    worst, label = 0.0, ""
+    for name, values in constrained.items():
+        v = np.asarray(values, dtype=float)[finite]
+        m = np.asarray(psis_means[name], dtype=float)
+        sd = np.sqrt(np.maximum(np.tensordot(w, (v - m) ** 2, axes=(0, 0)), 0.0))
+        gap = np.abs(v.mean(axis=0) - m)
+        for entry, idx in flat_labels(name, m.shape):
+            if sd[idx] > 1e-12 * max(1.0, abs(float(m[idx]))) and gap[idx] / sd[idx] > worst:
+                worst, label = float(gap[idx] / sd[idx]), entry
+    return worst, label
+
+
+def self_verdict(result: Result) -> str | None:
+    """The one-line self-diagnosis of an approximation (None for a result that carries none): ``"reliable,
+    k-hat 0.12"`` or ``"unreliable: ..."`` with the reasons, then its ``info["notes"]`` (Pathfinder's paths that
+    ended at different modes)."""
+    info = result.info
+    if "reliable" not in info:
+        return None
+    if info["reliable"]:
+        khat = info.get("khat", np.nan)
+        text = "reliable" + (f", k-hat {khat:.2f}" if np.isfinite(khat) else "")
+    else:
+        text = info["reliability"]
+    return "; ".join([text, *info.get("notes", ())])
 
 
 def importance_ratios(result: Result, model) -> tuple[np.ndarray, dict]:

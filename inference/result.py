@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+import os
 import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
 
-__all__ = ["ConvergenceWarning", "Result"]
+__all__ = ["ConvergenceWarning", "Result", "UnreliableWarning"]
 
 
 class ConvergenceWarning(UserWarning):
     """An estimator stopped before its convergence criterion was met (the result's ``converged`` is False)."""
+
+
+class UnreliableWarning(UserWarning):
+    """An approximation judged itself unreliable (``info["reliable"]`` is False): its own Pareto k-hat is above
+    the threshold, or its draws or estimates are not finite, although its optimiser may have converged."""
 
 
 @dataclass(frozen=True)
@@ -113,5 +119,14 @@ def flat_labels(name: str, shape: tuple):
     return [(f"{name}[{','.join(map(str, idx))}]", idx) for idx in np.ndindex(*shape)]
 
 
+# Warnings are attributed to the first caller outside this package (the user's line), however deep they are raised.
+_PACKAGE_DIR = (os.path.dirname(os.path.abspath(__file__)) + os.sep,)
+
+
+def warn(message: str, category) -> None:
+    """``warnings.warn`` attributed to the caller's own code, outside the package."""
+    warnings.warn(message, category, skip_file_prefixes=_PACKAGE_DIR)
+
+
 def warn_not_converged(method: str, detail: str) -> None:
-    warnings.warn(f"{method}: did not converge: {detail}", ConvergenceWarning, stacklevel=3)
+    warn(f"{method}: did not converge: {detail}", ConvergenceWarning)

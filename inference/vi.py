@@ -19,6 +19,19 @@ Hessians, and the inverse negative Hessian there as covariance; the diagonal of 
 optimisation then only has to move from a good Gaussian to the best one, instead of from N(0, I), which on mixtures
 diverged or took tens of thousands of steps. ``init="default"`` starts from the model's initial point with unit
 standard deviations, as PyMC does.
+
+Steps are taken in the coordinates whitened by that start, theta = mode + S z with S the Cholesky factor of the
+Laplace covariance (its diagonal square root for mean-field, whose family a diagonal map keeps), so the start is
+N(0, I) in z and Adam's ``learning_rate`` is a fraction of a posterior sd whatever the parameters' units: a model
+whose parameters are rescaled by 1e-3 or 1e4 takes the same steps. After the window test, one more window of steps
+ten times smaller is averaged, which removes most of the jitter left in each variational parameter.
+
+Convergence is a claim that is checked: the fit is not converged when its ELBO at the end (estimated from its
+``draws``) is below the ELBO of its start (from up to 1,000 draws) by more than three times their Monte Carlo
+error plus ``ELBO_DROP_NATS`` per variational parameter; steps too large for the posterior make the fit worse
+than where it began while the window test, which sees only noise, would call it converged. Every fit then judges
+itself from its own draws (:func:`inference.self_diagnosis`): Pareto k-hat of log p - log q, ``reliable``, and the
+PSIS-corrected means, in ``info``.
 """
 
 from __future__ import annotations
@@ -27,14 +40,33 @@ import sys
 import time
 
 import numpy as np
+from scipy.linalg import solve_triangular
 
 from .checks import check, check_model
 from .functions import functions_for
 from .optimize import minimise, unconstrained_cov
+from .quality import MAX_NONFINITE_SHARE, self_diagnosis
 from .result import Result, summarise_draws, warn_not_converged
 from .starts import as_generator, starting_points
 
 __all__ = ["advi", "fullrank_advi"]
+
+
+# After the window test: this many windows of steps REFINE_FACTOR times smaller, whose average is the fit.
+REFINE_WINDOWS = 1
+REFINE_FACTOR = 0.1
+
+
+class _Average:
+    """A stopping rule that never stops early: the average of the parameters over the last ``n`` steps."""
+
+    def __init__(self, n: int):
+        self.n, self.average, self._sum, self._count = n, None, None, 0
+
+    def __call__(self, x, hist, i) -> None:
+        self._sum = x.astype(float) if self._sum is None else self._sum + x
+        self._count += 1
+        self.average = self._sum / self._count
 
 
 class ELBOConvergence:
@@ -80,7 +112,11 @@ def advi(model, *, seed=None, max_iter: int = 100_000, learning_rate: float = 0.
     """Mean-field ADVI: a Gaussian with diagonal covariance in the unconstrained space.
 
     Posterior means and standard deviations of every parameter in the constrained space come from ``draws`` draws of
-    the fitted approximation. ``trace`` holds the ELBO per step (minus PyMC's loss).
+    the fitted approximation. ``trace`` holds the ELBO per step (minus PyMC's loss). ``learning_rate`` is Adam's
+    step in posterior sds (the coordinates whitened by the Laplace start). ``info`` holds ``q_mean`` and ``q_cov``
+    (the Gaussian over the unconstrained values), ``start_elbo`` and ``elbo`` (the ELBO of the start and of the
+    fit, from draws), and the self-diagnosis of :func:`inference.self_diagnosis` (``khat``, ``reliable``,
+    ``reliability``, ``psis_params``, the draws and their log densities).
     """
     return _fit(model, "advi", seed=seed, max_iter=max_iter, learning_rate=learning_rate, window=window,
                 draws=draws, init=init, progress=progress)
@@ -105,37 +141,115 @@ def _fit(model, method, *, seed, max_iter, learning_rate, window, draws, init, p
     fns = functions_for(model)
     compile_before = fns.compile_seconds
     t0 = time.perf_counter()
+    full = method == "fullrank_advi"
     vg = fns.value_and_grad("logp", many_calls=True)
-    mean, cov = fns.initial_theta.copy(), None
+    shift, scale = fns.initial_theta.copy(), np.eye(fns.size)
     if init == "laplace":
         res, _, _ = minimise(fns, "logp", starting_points(model, seed=rng))
         if np.all(np.isfinite(res.x)):
-            cov = unconstrained_cov(fns, res.x, "logp", method)  # None (with a warning): keep the default start
+            # None (with a warning): keep the default start
+            cov = unconstrained_cov(fns, res.x, "logp", method, information=res.information,
+                                    exact=res.exact_hessian)
             if cov is not None:
-                mean = np.asarray(res.x, dtype=float)
-    q = _Gaussian(mean, cov, full=(method == "fullrank_advi"))
+                shift = np.asarray(res.x, dtype=float)
+                scale = np.linalg.cholesky(cov) if full else np.diag(np.sqrt(np.diag(cov)))
+    white = _Whitened(vg, shift, scale)
+    q = _Gaussian(np.zeros(fns.size), None, full=full)  # N(0, I) in the whitened coordinates: the start
+    score = fns.score_rows("logp")
+    start_elbo = _elbo_estimate(q, white, score, np.random.default_rng(draw_seed + 1), min(draws, 1000))
     stop = ELBOConvergence(window=window)
-    hist = _optimise(q, vg, stop, max_iter=max_iter, learning_rate=learning_rate,
-                     rng=np.random.default_rng(fit_seed))
+    step_rng = np.random.default_rng(fit_seed)
+    hist = _optimise(q, white.value_and_grad, stop, max_iter=max_iter, learning_rate=learning_rate,
+                     rng=step_rng)
     if stop.average is not None:
         q.set(stop.average)
+    if stop.converged and REFINE_WINDOWS:
+        # the converged fit still jitters by about a step around the optimum, which costs KL in every one of the
+        # variational parameters: steps REFINE_FACTOR times smaller for REFINE_WINDOWS windows, then their average
+        refine = _Average(window * REFINE_WINDOWS)
+        tail = _optimise(q, white.value_and_grad, refine, max_iter=window * REFINE_WINDOWS,
+                         learning_rate=learning_rate * REFINE_FACTOR, rng=step_rng)
+        q.set(refine.average)
+        hist = np.concatenate([hist, tail])
+    hist = hist + white.log_det
     if progress:
         state = "converged" if stop.converged else "stopped at max_iter"
         print(f"{method}: {state} after {len(hist):,} steps", file=sys.stderr, flush=True)
-    theta = q.draw(np.random.default_rng(draw_seed), draws)
-    draws_out = {n: d[None] for n, d in fns.constrained_many(theta).items()}  # one chain of ``draws`` draws
+    z = q.draw(np.random.default_rng(draw_seed), draws)
+    theta = white.to_theta(z)
+    logq = q.logpdf(z) - white.log_det
+    constrained = fns.constrained_many(theta)
+    draws_out = {n: d[None] for n, d in constrained.items()}  # one chain of ``draws`` draws
     draws_out, params, sd = summarise_draws(model, draws_out, rng)
     loglik = fns.loglik_at({n: params[n] for n in fns.free_names()})
+    logp = score(theta)
+    converged, why = stop.converged, f"ELBO still improving after max_iter={max_iter} steps"
+    end = _elbo_of(logp - logq)
+    allowed = 3.0 * np.hypot(end[1], start_elbo[1]) + ELBO_DROP_NATS * q.x.size
+    if converged and not end[0] >= start_elbo[0] - allowed:
+        converged = False
+        why = (f"the ELBO fell from {start_elbo[0]:.8g} at the start to {end[0]:.8g}, more than its noise and "
+               f"tolerance ({allowed:.3g}): the steps (learning_rate={learning_rate}) are too large for this "
+               "posterior")
+    if not converged:
+        warn_not_converged(method, why)
+    diagnosis = self_diagnosis(method, fns, theta, logq, converged=converged, constrained=constrained, logp=logp)
     elapsed = time.perf_counter() - t0
     t_compile = fns.compile_seconds - compile_before
-    if not stop.converged:
-        warn_not_converged(method, f"ELBO still improving after max_iter={max_iter} steps")
-    q_mean, q_cov = q.mean_cov()
+    q_mean, q_cov = white.mean_cov(*q.mean_cov())
     return Result(method=method, params=params, sd=sd, loglik=loglik, trace=hist, n_iter=len(hist),
-                  converged=stop.converged, time_compile=t_compile, time_run=max(elapsed - t_compile, 0.0),
+                  converged=converged, time_compile=t_compile, time_run=max(elapsed - t_compile, 0.0),
                   draws=draws_out,
                   info={"objective": "ELBO", "final_elbo_window_mean": float(hist[-window:].mean()),
-                        "q_mean": q_mean, "q_cov": q_cov})
+                        "start_elbo": start_elbo[0], "q_mean": q_mean, "q_cov": q_cov, **diagnosis})
+
+
+# A fit may end below its start by three times the ELBO's Monte Carlo noise plus this many nats per variational
+# parameter: the KL divergence of a Gaussian moved by 0.1 sd from its optimum in one direction (0.1^2 / 2), the
+# jitter a stochastic fit keeps in each of its parameters. Beyond that the fit made its start worse.
+ELBO_DROP_NATS = 0.005
+
+
+def _elbo_of(log_ratios) -> tuple[float, float]:
+    """(mean, standard error) of the log ratios: the ELBO's Monte Carlo estimate; -inf when the log density is not
+    finite at more than ``MAX_NONFINITE_SHARE`` of the draws (q puts its mass where the model's density is 0 or
+    cannot be evaluated), else over the finite ones."""
+    lr = np.asarray(log_ratios, dtype=float)
+    finite = np.isfinite(lr)
+    if finite.sum() < 2 or 1.0 - finite.mean() > MAX_NONFINITE_SHARE:
+        return float("-inf"), 0.0
+    lr = lr[finite]
+    return float(lr.mean()), float(lr.std(ddof=1) / np.sqrt(lr.size))
+
+
+def _elbo_estimate(q, white, score, rng, n) -> tuple[float, float]:
+    """The ELBO of the Gaussian ``q`` over the whitened coordinates, estimated from ``n`` of its draws."""
+    z = q.draw(rng, n)
+    return _elbo_of(score(white.to_theta(z)) - (q.logpdf(z) - white.log_det))
+
+
+class _Whitened:
+    """The log density in whitened coordinates z, theta = shift + scale z, with ``scale`` the Cholesky factor of the
+    Laplace covariance the fit starts from (its diagonal square root for mean-field, whose family a diagonal map
+    keeps). A unit step in z is one posterior sd whatever the parameters' units, so Adam's learning rate means the
+    same thing at every scale; the density of z is that of theta times |det scale|, so the ELBO is the same up to
+    the constant ``log_det``, which is added back to the reported trace."""
+
+    def __init__(self, vg, shift, scale):
+        self.vg = vg
+        self.shift = np.asarray(shift, dtype=float)
+        self.scale = np.asarray(scale, dtype=float)
+        self.log_det = float(np.sum(np.log(np.diag(self.scale)))) if len(self.scale) else 0.0
+
+    def to_theta(self, z):
+        return self.shift + np.asarray(z) @ self.scale.T
+
+    def value_and_grad(self, z):
+        value, g = self.vg(self.shift + self.scale @ z)
+        return value, self.scale.T @ np.asarray(g, dtype=float)
+
+    def mean_cov(self, mean_z, cov_z):
+        return self.shift + self.scale @ mean_z, self.scale @ cov_z @ self.scale.T
 
 
 class _Gaussian:
@@ -193,6 +307,12 @@ class _Gaussian:
 
     def draw(self, rng, n: int) -> np.ndarray:
         return self.x[:self.d] + rng.standard_normal((n, self.d)) @ self.chol().T
+
+    def logpdf(self, z) -> np.ndarray:
+        """The log density of each row of ``z`` under the Gaussian."""
+        L = self.chol()
+        u = solve_triangular(L, (np.atleast_2d(z) - self.x[:self.d]).T, lower=True)
+        return -0.5 * (np.sum(u**2, axis=0) + self.d * np.log(2 * np.pi)) - np.sum(np.log(np.diag(L)))
 
 
 def _optimise(q, vg, stop, *, max_iter, learning_rate, rng, beta1=0.9, beta2=0.999, eps=1e-8) -> np.ndarray:

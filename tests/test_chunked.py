@@ -160,7 +160,7 @@ def test_fit_writes_the_comparison_schema(files, capsys, tmp_path):
     assert set(run) == {"model", "options", "data", "truth", "estimators"} and run["truth"] is None
     assert run["data"]["n"] == 1200
     est = run["estimators"]["em"]
-    assert set(est) == {"params", "sd", "loglik", "n_iter", "converged", "time_s", "error"}
+    assert set(est) == {"params", "sd", "loglik", "n_iter", "converged", "reliable", "khat", "time_s", "error"}
     assert est["converged"] and np.shape(est["params"]["cov"]) == (3, 3, 3)
 
 

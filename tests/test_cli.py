@@ -49,7 +49,8 @@ def test_compare_on_a_csv_writes_the_documented_json(tmp_path, capsys):
     assert run_["truth"] is None and run_["options"]["k"] == 1
     assert set(run_["estimators"]) == {"mle", "em", "map"}
     mle = run_["estimators"]["mle"]
-    assert set(mle) == {"params", "sd", "loglik", "converged", "n_iter", "time_s", "error"}
+    assert set(mle) == {"params", "sd", "loglik", "converged", "reliable", "khat", "n_iter", "time_s", "error"}
+    assert mle["reliable"] is None and mle["khat"] is None  # a point estimate judges no draws of its own
     assert mle["params"]["lam"][0] == pytest.approx(pd.read_csv(csv)["count"].mean(), rel=1e-6)
     assert set(mle["time_s"]) == {"compile", "run"} and mle["error"] is None and mle["converged"] is True
     # EM's standard errors: the observed information at its point, the MLE's point

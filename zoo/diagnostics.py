@@ -14,6 +14,7 @@ from inference import (
     prior_sweep,
     verdicts,
 )
+from inference.quality import self_verdict
 
 __all__ = ["SWEEP_ESTIMATORS", "diagnose", "lines"]
 
@@ -23,6 +24,8 @@ SWEEP_ESTIMATORS = ("map", "map_em", "advi", "nuts")
 def diagnose(spec, example, model, comparison, *, sensitivity: bool = False, seed: int = 0) -> dict:
     """Fill ``comparison.diagnostics`` and return it.
 
+    self : {estimator: verdict} of every approximation that judged itself by its own draws (k-hat, convergence),
+        whether or not NUTS ran.
     quality, verdicts : when NUTS ran and at least one approximation with draws ran beside it.
     power_scaling : {estimator: table} for every result with draws (with ``sensitivity``).
     sweep, sweep_prior : the prior sweep over the model's first prior hyperparameter with a default (see
@@ -30,6 +33,7 @@ def diagnose(spec, example, model, comparison, *, sensitivity: bool = False, see
     """
     out = comparison.diagnostics
     results = comparison.results
+    out["self"] = {name: v for name, res in results.items() if (v := self_verdict(res)) is not None}
     nuts = results.get("nuts")
     if nuts is not None and any(r.draws is not None for n, r in results.items() if n != "nuts"):
         out["quality"] = approximation_quality(comparison, model)
@@ -55,6 +59,9 @@ def diagnose(spec, example, model, comparison, *, sensitivity: bool = False, see
 def lines(diagnostics: dict) -> list[str]:
     """The printable summary: one verdict per approximation, then the sensitivity tables when computed."""
     text = []
+    if diagnostics.get("self"):
+        text.append("approximations judged by their own draws:")
+        text += [f"  {name}: {verdict}" for name, verdict in diagnostics["self"].items()]
     if diagnostics.get("verdicts"):
         text.append("approximations against nuts:")
         text += [f"  {name}: {verdict}" for name, verdict in diagnostics["verdicts"].items()]

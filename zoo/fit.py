@@ -120,6 +120,7 @@ def _fit(spec, args, options):
         "truth": None,
         "estimators": {args.method: {"params": _plain(fit.params), "sd": None, "loglik": _plain(fit.loglik),
                                      "n_iter": int(fit.n_iter), "converged": bool(fit.converged),
+                                     "reliable": None, "khat": None,
                                      "time_s": float(time.perf_counter() - start), "error": None}},
     }
     return record, fit

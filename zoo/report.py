@@ -107,6 +107,8 @@ def run_record(spec, example, model, comparison, metrics=None) -> dict:
     if metrics:
         record["metrics"] = _plain(metrics)
     diagnostics = comparison.diagnostics
+    if diagnostics.get("self"):
+        record["self_diagnosis"] = dict(diagnostics["self"])
     if diagnostics.get("quality") is not None:
         record["quality"] = {"rows": _plain(diagnostics["quality"].to_dict(orient="records")),
                              "verdicts": dict(diagnostics.get("verdicts", {}))}
@@ -224,12 +226,14 @@ def _estimates_table(comparison) -> str:
 
 def _summary_table(comparison) -> str:
     summary = comparison.summary()
-    header = ["estimator", "log-likelihood", "AIC", "BIC", "iterations", "converged", "compile s", "run s", "error"]
+    header = ["estimator", "log-likelihood", "AIC", "BIC", "iterations", "converged", "reliable", "k-hat",
+              "compile s", "run s", "error"]
     rows = []
     for est, r in summary.iterrows():
+        reliable = "" if not isinstance(r.reliable, (bool, np.bool_)) else "yes" if r.reliable else "no"
         rows.append([est, sig(r.loglik, digits=9), sig(r.aic, digits=8), sig(r.bic, digits=8),
                      "" if not np.isfinite(r.n_iter) else f"{int(r.n_iter):,}", "yes" if r.converged else "no",
-                     sig(r.compile_s, digits=2), sig(r.run_s, digits=2), r.error])
+                     reliable, sig(r.khat, digits=2), sig(r.compile_s, digits=2), sig(r.run_s, digits=2), r.error])
     return html_table(header, rows, cls="summary")
 
 
@@ -293,6 +297,10 @@ def _diagnostic_sections(diagnostics: dict) -> list[str]:
     from .diagnostics import sweep_table
 
     parts = []
+    if diagnostics.get("self"):
+        parts.append("<h3>Approximations judged by their own draws</h3><ul>"
+                     + "".join(f"<li>{html.escape(n)}: {html.escape(v)}</li>"
+                               for n, v in diagnostics["self"].items()) + "</ul>")
     quality = diagnostics.get("quality")
     if quality is not None:
         parts.append("<h3>Approximation quality (against nuts)</h3><ul>"
