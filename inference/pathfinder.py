@@ -529,7 +529,7 @@ def pathfinder(model, *, seed=None, num_paths: int = 4, draws_per_path: int = 10
         raise RuntimeError(f"pathfinder: the log density is finite at only {int(ok.sum())} of {len(lp)} draws")
     constrained = fns.constrained_many(theta[ok])
     diagnosis = self_diagnosis("pathfinder", fns, theta[ok], logq[ok], converged=converged,
-                               constrained=constrained, logp=lp[ok])
+                               constrained=constrained, logp=lp[ok], resampled=True)
     del own
     lw = diagnosis["psis_log_weights"]
     chosen = rng.choice(int(ok.sum()), size=draws, replace=True, p=np.exp(lw - logsumexp(lw)))

@@ -83,7 +83,7 @@ MAX_NONFINITE_SHARE = 0.01
 
 
 def self_diagnosis(method: str, fns, theta, logq, *, converged: bool, constrained: dict | None = None,
-                   logp=None, warn: bool = True) -> dict:
+                   logp=None, warn: bool = True, resampled: bool = False) -> dict:
     """An approximation judged by its own draws, without a reference posterior (Yao, Vehtari, Simpson & Gelman 2018).
 
     The log importance ratios log p(theta_s, y) - log q(theta_s) at the approximation's own draws theta_s ~ q, with
@@ -111,6 +111,9 @@ def self_diagnosis(method: str, fns, theta, logq, *, converged: bool, constraine
         The constrained values of the draws, {name: (S, ...)}; with it the PSIS-reweighted means are returned.
     logp : ndarray, optional
         The model's log density at the draws, when the caller has it already.
+    resampled : bool
+        Whether the approximation reports its draws resampled with these PSIS weights (Pathfinder): its means are
+        then the corrected ones, and the gap between the raw and the corrected means is not an error of them.
 
     Returns
     -------
@@ -153,7 +156,7 @@ def self_diagnosis(method: str, fns, theta, logq, *, converged: bool, constraine
             psis_params = {n: np.tensordot(w, np.asarray(v)[finite], axes=(0, 0)) for n, v in constrained.items()}
             if not all(np.all(np.isfinite(v)) for v in psis_params.values()):
                 reasons.append("PSIS means not finite")
-            elif khat <= threshold:
+            elif khat <= threshold and not resampled:
                 gap, label = _psis_gap(constrained, finite, w, psis_params)
                 if gap > MEAN_TOLERANCE:
                     reasons.append(f"its mean of {label} is {gap:.2f} sd from the importance-corrected one")

@@ -47,6 +47,7 @@ _SECONDS = {
     "test_notebooks-09_online_em": 23, "test_reliability": 20, "test_notebooks-07_limits": 19, "test_properties": 17,
     "test_study-hmm": 16, "test_missing_data": 15, "test_notebooks-04_em_gaussian_mixture": 14,
     "test_generic-poisson": 12, "test_samplers": 11, "test_study-missing_data": 10,
+    "test_trust": 110, "test_starts": 45, "test_scaling": 40, "test_reference_posteriors": 15,
 }
 
 
