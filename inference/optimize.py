@@ -435,9 +435,9 @@ def _stationary_where_singular(info, g, fun, exact: bool):
                    f"{along:.3g} per conditional sd (tolerance {np.sqrt(DECREMENT_TOL):g})")
 
 
-def _unit_diagonal(info, rtol):
-    """(d, L) with d = diag(info)^-1/2 and L the Cholesky factor of d info d, or None when that matrix is not
-    positive definite or its smallest eigenvalue is at most ``rtol`` (or ``info`` is not finite)."""
+def _unit_diagonal_form(info):
+    """(d, d info d) with d = diag(info)^-1/2, symmetrised; None when ``info`` is not finite or a diagonal entry is
+    not positive."""
     info = np.asarray(info, dtype=float)
     if not np.all(np.isfinite(info)):
         return None
@@ -446,7 +446,16 @@ def _unit_diagonal(info, rtol):
         return None
     d = 1.0 / np.sqrt(diag)
     S = info * d[:, None] * d[None, :]
-    S = 0.5 * (S + S.T)
+    return d, 0.5 * (S + S.T)
+
+
+def _unit_diagonal(info, rtol):
+    """(d, L) with d = diag(info)^-1/2 and L the Cholesky factor of d info d, or None when that matrix is not
+    positive definite or its smallest eigenvalue is at most ``rtol`` (or ``info`` is not finite)."""
+    form = _unit_diagonal_form(info)
+    if form is None:
+        return None
+    d, S = form
     if len(S) and np.linalg.eigvalsh(S)[0] <= rtol:
         return None
     try:
@@ -459,15 +468,11 @@ def _ill_conditioned(info) -> bool:
     """Whether ``info`` (finite, positive diagonal) has a unit-diagonal eigenvalue smaller than ``EXACT_BELOW`` in
     magnitude: nearly singular, where a difference Hessian's error would carry into its inverse or Newton steps (a
     clearly indefinite one, far from an optimum, is not)."""
-    info = np.asarray(info, dtype=float)
-    if not np.all(np.isfinite(info)):
+    form = _unit_diagonal_form(info)
+    if form is None:
         return False
-    diag = np.diag(info)
-    if np.any(diag <= 0):
-        return False
-    d = 1.0 / np.sqrt(diag)
-    S = info * d[:, None] * d[None, :]
-    return bool(len(S)) and bool(np.min(np.abs(np.linalg.eigvalsh(0.5 * (S + S.T)))) < EXACT_BELOW)
+    S = form[1]
+    return bool(len(S)) and bool(np.min(np.abs(np.linalg.eigvalsh(S))) < EXACT_BELOW)
 
 
 def _newton_step(info, g) -> np.ndarray:
