@@ -513,9 +513,8 @@ def pathfinder(model, *, seed=None, num_paths: int = 4, draws_per_path: int = 10
     # the pooled draws come from the equal mixture of the paths' Gaussians: their density under it (the balance
     # heuristic of multiple importance sampling), not under each draw's own path, so that a path whose Gaussian is
     # narrower than the others' does not make the pooled ratios heavy-tailed where the mixture covers the posterior
-    own = np.concatenate([p["logq"] for p in paths])
     logq = logsumexp(np.array([p["logpdf"](theta) for p in paths]), axis=0) - np.log(len(paths)) \
-        if len(paths) > 1 else own
+        if len(paths) > 1 else paths[0]["logq"]
     lp = np.concatenate([p["logp"] for p in paths])
     path_ok = [bool(p["decrement"] <= DECREMENT_TOL) for p in paths]
     converged = all(path_ok)
@@ -530,7 +529,6 @@ def pathfinder(model, *, seed=None, num_paths: int = 4, draws_per_path: int = 10
     constrained = fns.constrained_many(theta[ok])
     diagnosis = self_diagnosis("pathfinder", fns, theta[ok], logq[ok], converged=converged,
                                constrained=constrained, logp=lp[ok], resampled=True)
-    del own
     lw = diagnosis["psis_log_weights"]
     chosen = rng.choice(int(ok.sum()), size=draws, replace=True, p=np.exp(lw - logsumexp(lw)))
     draws_out, params, sd = summarise_draws(model, {n: v[chosen][None] for n, v in constrained.items()}, rng)

@@ -83,7 +83,7 @@ MAX_NONFINITE_SHARE = 0.01
 
 
 def self_diagnosis(method: str, fns, theta, logq, *, converged: bool, constrained: dict | None = None,
-                   logp=None, warn: bool = True, resampled: bool = False) -> dict:
+                   logp=None, resampled: bool = False) -> dict:
     """An approximation judged by its own draws, without a reference posterior (Yao, Vehtari, Simpson & Gelman 2018).
 
     The log importance ratios log p(theta_s, y) - log q(theta_s) at the approximation's own draws theta_s ~ q, with
@@ -92,8 +92,8 @@ def self_diagnosis(method: str, fns, theta, logq, *, converged: bool, constraine
     :func:`khat_threshold`, at most ``MAX_NONFINITE_SHARE`` of the draws have a log density that is not finite,
     and its PSIS means are finite and within ``MEAN_TOLERANCE`` PSIS-corrected sds of the draws' own means (with
     k-hat below the threshold the corrected means are accurate, so a larger gap is an error of the approximation
-    measured from its own draws). An unreliable approximation gets an :class:`~inference.UnreliableWarning` (when
-    ``warn``) that says why, unless it did not converge (its ``ConvergenceWarning`` said so already).
+    measured from its own draws). An unreliable approximation gets an :class:`~inference.UnreliableWarning` that says
+    why, unless it did not converge (its ``ConvergenceWarning`` said so already).
 
     Parameters
     ----------
@@ -172,7 +172,7 @@ def self_diagnosis(method: str, fns, theta, logq, *, converged: bool, constraine
            "elbo": float(np.mean(lr[finite])) if n_finite else float("-inf")}
     if psis_params is not None:
         out["psis_params"] = psis_params
-    if warn and not reliable and converged:
+    if not reliable and converged:
         _warn(f"{method}: {out['reliability']} (the importance ratios of its own draws against the model's "
              "density: the approximation is not to be trusted; compare with nuts)", UnreliableWarning)
     return out

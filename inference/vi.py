@@ -58,10 +58,10 @@ REFINE_FACTOR = 0.1
 
 
 class _Average:
-    """A stopping rule that never stops early: the average of the parameters over the last ``n`` steps."""
+    """A stopping rule that never stops early: the average of the parameters over every step it sees."""
 
-    def __init__(self, n: int):
-        self.n, self.average, self._sum, self._count = n, None, None, 0
+    def __init__(self):
+        self.average, self._sum, self._count = None, None, 0
 
     def __call__(self, x, hist, i) -> None:
         self._sum = x.astype(float) if self._sum is None else self._sum + x
@@ -166,7 +166,7 @@ def _fit(model, method, *, seed, max_iter, learning_rate, window, draws, init, p
     if stop.converged and REFINE_WINDOWS:
         # the converged fit still jitters by about a step around the optimum, which costs KL in every one of the
         # variational parameters: steps REFINE_FACTOR times smaller for REFINE_WINDOWS windows, then their average
-        refine = _Average(window * REFINE_WINDOWS)
+        refine = _Average()
         tail = _optimise(q, white.value_and_grad, refine, max_iter=window * REFINE_WINDOWS,
                          learning_rate=learning_rate * REFINE_FACTOR, rng=step_rng)
         q.set(refine.average)
